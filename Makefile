@@ -1,0 +1,51 @@
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run stop test demo lint format bench venv clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	@scripts/system-deps.sh venv
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	@touch $@
+
+venv: $(BIN)/.installed
+
+## Start PostgreSQL, Redis, migrations, the API and two workers; print the URLs.
+run: venv
+	@scripts/system-deps.sh run
+	@scripts/stack.sh start
+
+## Stop what `make run` started.
+stop:
+	@scripts/stack.sh stop
+
+## Lint, then the whole suite on its own PostgreSQL and redis-server.
+test: venv
+	@scripts/system-deps.sh test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+## Submit the example workflows to the running stack and watch them finish.
+demo: venv
+	$(BIN)/python scripts/demo.py
+
+## Throughput of the engine against plain RQ on the same workers.
+bench: venv
+	@scripts/system-deps.sh run
+	@scripts/stack.sh start >/dev/null
+	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format:
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean: stop
+	rm -rf .data $(VENV)

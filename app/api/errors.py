@@ -1,0 +1,94 @@
+"""One JSON error shape for every 4xx and 5xx: {code, status, message, errors?, details?}."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import marshmallow as ma
+from flask import request
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from app.domain.errors import StepwiseError
+
+log = logging.getLogger(__name__)
+
+
+class ProblemSchema(ma.Schema):
+    field = ma.fields.String(metadata={"description": "What is wrong: a body field, or e.g. query.limit"})
+    message = ma.fields.String()
+    code = ma.fields.String(metadata={"description": "Machine-readable reason, e.g. cycle, unknown_handler"})
+    node_id = ma.fields.String(metadata={"description": "The DAG node at fault, when there is one"})
+    details = ma.fields.Dict()
+
+
+class ErrorSchema(ma.Schema):
+    code = ma.fields.Integer(metadata={"description": "HTTP status code"})
+    status = ma.fields.String(metadata={"description": "HTTP status name"})
+    message = ma.fields.String()
+    errors = ma.fields.List(ma.fields.Nested(ProblemSchema), metadata={"description": "Every problem found"})
+    details = ma.fields.Dict(metadata={"description": "Context, e.g. current_status on a 409"})
+
+
+class StepwiseApi(Api):
+    """flask-smorest's Api with werkzeug's errors (and webargs' 422s) in our shape."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error: HTTPException) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Werkzeug's and webargs' errors, in the error shape."""
+        data = getattr(error, "data", None) or {}
+        code = error.code or 500
+        payload: dict[str, Any] = {
+            "code": code,
+            "status": HTTPStatus(code).phrase,
+            "message": data.get("message") or error.description or HTTPStatus(code).phrase,
+        }
+        messages = data.get("errors") or data.get("messages")
+        if messages:
+            payload["errors"] = flatten_messages(messages)
+            payload["message"] = data.get("message") or "the request is not valid"
+        return payload, code, data.get("headers") or {}
+
+
+def flatten_messages(messages: Any) -> list[dict[str, str]]:
+    """webargs' nested {location: {field: [messages]}} as a flat list of {field, message, code}."""
+    out: list[dict[str, str]] = []
+
+    def walk(value: Any, path: list[str]) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(sub, [*path, str(key)])
+        else:
+            text = " ".join(value) if isinstance(value, list) and all(isinstance(v, str) for v in value) else str(value)
+            out.append({"field": ".".join(path) or "body", "message": text, "code": "invalid"})
+
+    if not isinstance(messages, dict):
+        messages = {"json": messages}
+    for location, fields in messages.items():
+        # The body is the usual place; other locations (query, headers) lead the path.
+        walk(fields, [] if location == "json" else [location])
+    return out
+
+
+def engine_error(error: StepwiseError) -> tuple[dict[str, Any], int]:
+    """Our exceptions, in the error shape with their status code."""
+    payload: dict[str, Any] = {
+        "code": error.status_code,
+        "status": HTTPStatus(error.status_code).phrase,
+        "message": error.message,
+    }
+    if error.problems:
+        payload["errors"] = [p.as_dict() for p in error.problems]
+    if error.details:
+        payload["details"] = error.details
+    return payload, error.status_code
+
+
+def unexpected_error(error: Exception) -> tuple[dict[str, Any], int]:
+    # Logged with its traceback here; the client learns nothing of the internals.
+    """Anything else: a 500 in the error shape, with no internals."""
+    log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
+    return {"code": 500, "status": "Internal Server Error", "message": InternalServerError.description}, 500

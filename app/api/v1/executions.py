@@ -1,0 +1,135 @@
+"""/api/v1/executions: trigger (idempotently), watch, and read results."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import abort
+
+from app import correlation
+from app.api import db, runtime
+from app.api.auth import requires
+from app.api.errors import ErrorSchema
+from app.api.limits import check_trigger_limit
+from app.api.parsing import Blueprint
+from app.api.v1.schemas import (
+    ExecutionDetailSchema,
+    ExecutionListArgsSchema,
+    ExecutionPageSchema,
+    ExecutionSchema,
+    IdempotencyHeaderSchema,
+    LogArgsSchema,
+    LogPageSchema,
+    ResultsSchema,
+    TriggerSchema,
+)
+from app.domain.roles import Role
+from app.services import control
+from app.services import executions as service
+
+blp = Blueprint("executions", __name__, url_prefix="/api/v1/executions", description="Workflow executions")
+
+
+@blp.route("")
+class Executions(MethodView):
+    @blp.arguments(ExecutionListArgsSchema, location="query")
+    @blp.response(200, ExecutionPageSchema)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List executions, newest first"""
+        items, total = service.list_executions(
+            db(),
+            workflow_id=args.get("workflow_id"),
+            status=args.get("status"),
+            limit=args["limit"],
+            offset=args["offset"],
+        )
+        return {"items": items, "total": total, "limit": args["limit"], "offset": args["offset"]}
+
+    @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
+    @blp.arguments(TriggerSchema)
+    @blp.response(201, ExecutionSchema, description="A new execution")
+    @blp.alt_response(200, schema=ExecutionSchema, description="The execution this idempotency key already made")
+    @blp.alt_response(404, schema=ErrorSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="The workflow is not active, or the key's run was cancelled")
+    @blp.alt_response(422, schema=ErrorSchema, description="The idempotency key was used with another body")
+    def post(self, body: dict[str, Any], **headers: Any) -> tuple[service.ExecutionView, int]:
+        """Trigger an execution; repeat it safely with an Idempotency-Key"""
+        check_trigger_limit()
+        key = body.get("idempotency_key")
+        header_key = headers.get("idempotency_key")
+        if key and header_key and key != header_key:
+            abort(422, message="the Idempotency-Key header and the idempotency_key field differ")
+        request = service.TriggerRequest(
+            workflow_id=body.get("workflow_id"),
+            workflow_name=body.get("workflow_name"),
+            input=body["input_data"],
+            idempotency_key=key or header_key,
+            correlation_id=correlation.correlation_id.get(),
+            scheduled_at=body["scheduled_at"],
+            max_retries=body["max_retries"],
+        )
+        view = service.trigger(db(), runtime().dispatcher, request)
+        return view, 201 if view.created else 200
+
+
+@blp.route("/<uuid:execution_id>")
+class ExecutionById(MethodView):
+    @blp.response(200, ExecutionDetailSchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    def get(self, execution_id: uuid.UUID) -> service.ExecutionView:
+        """Get an execution with each node's state and the progress"""
+        return service.get_execution(db(), execution_id)
+
+
+@blp.route("/<uuid:execution_id>/results")
+class ExecutionResults(MethodView):
+    @blp.response(200, ResultsSchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    def get(self, execution_id: uuid.UUID) -> dict[str, Any]:
+        """Get the output of each completed node"""
+        view, outputs = service.get_results(db(), execution_id)
+        return {"view": view, "results": outputs}
+
+
+@blp.route("/<uuid:execution_id>/cancel")
+class ExecutionCancel(MethodView):
+    @requires(Role.ADMIN)
+    @blp.response(200, ExecutionDetailSchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="Already finished; details.current_status says how")
+    def post(self, execution_id: uuid.UUID) -> service.ExecutionView:
+        """Cancel an execution: pending nodes are cancelled, running ones stopped; final"""
+        return control.cancel(db(), runtime().dispatcher, execution_id)
+
+
+@blp.route("/<uuid:execution_id>/retry")
+class ExecutionRetry(MethodView):
+    @requires(Role.ADMIN)
+    @blp.response(200, ExecutionDetailSchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="Not FAILED; details.current_status says what it is")
+    def post(self, execution_id: uuid.UUID) -> service.ExecutionView:
+        """Retry a failed execution: only its failed nodes run again"""
+        return control.retry(db(), runtime().dispatcher, execution_id)
+
+
+@blp.route("/<uuid:execution_id>/logs")
+class ExecutionLogs(MethodView):
+    @blp.arguments(LogArgsSchema, location="query")
+    @blp.response(200, LogPageSchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    def get(self, args: dict[str, Any], execution_id: uuid.UUID) -> dict[str, Any]:
+        """The execution's audit log, oldest first: transitions, attempts, retries, handler lines"""
+        rows = service.get_logs(
+            db(),
+            execution_id,
+            min_level=args["level"],
+            node_id=args.get("node_id"),
+            since=args.get("since"),
+            after_id=int(args["cursor"]) if "cursor" in args else None,
+            limit=args["limit"],
+        )
+        next_cursor = str(rows[-1].id) if len(rows) == args["limit"] else None
+        return {"items": rows, "next_cursor": next_cursor}

@@ -1,0 +1,65 @@
+"""/api/v1/admin/keys: API keys (admin only). A key is shown once, when created."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from flask.views import MethodView
+
+from app.api import db
+from app.api.auth import requires
+from app.api.errors import ErrorSchema
+from app.api.parsing import Blueprint
+from app.domain.roles import Role
+from app.services import api_keys
+
+blp = Blueprint("keys", __name__, url_prefix="/api/v1/admin/keys", description="API keys (admin)")
+
+
+class KeyInSchema(ma.Schema):
+    name = ma.fields.String(required=True, validate=ma.validate.Regexp(r"^[A-Za-z0-9_.@-]{1,100}$"))
+    role = ma.fields.String(required=True, validate=ma.validate.OneOf([r.value for r in Role]))
+
+
+class KeySchema(ma.Schema):
+    id = ma.fields.UUID()
+    name = ma.fields.String()
+    role = ma.fields.String()
+    prefix = ma.fields.String(metadata={"description": "The key's first characters, to tell keys apart"})
+    created_at = ma.fields.DateTime()
+    last_used_at = ma.fields.DateTime(allow_none=True)
+    revoked = ma.fields.Boolean()
+    revoked_at = ma.fields.DateTime(allow_none=True)
+
+
+class NewKeySchema(KeySchema):
+    key = ma.fields.String(metadata={"description": "The key itself: shown this once, never again"})
+
+
+@blp.route("")
+class Keys(MethodView):
+    @requires(Role.ADMIN)
+    @blp.response(200, KeySchema(many=True))
+    def get(self) -> Any:
+        """List API keys"""
+        return api_keys.list_keys(db())
+
+    @requires(Role.ADMIN)
+    @blp.arguments(KeyInSchema)
+    @blp.response(201, NewKeySchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="The name is taken")
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create an API key; the response holds the key, which is not shown again"""
+        row, key = api_keys.create_key(db(), body["name"], body["role"])
+        return {**{f: getattr(row, f) for f in KeySchema().fields}, "key": key}
+
+
+@blp.route("/<string:id_or_name>")
+class KeyByIdOrName(MethodView):
+    @requires(Role.ADMIN)
+    @blp.response(200, KeySchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    def delete(self, id_or_name: str) -> Any:
+        """Revoke an API key (by id or name); it stops working at once"""
+        return api_keys.revoke_key(db(), id_or_name)

@@ -1,0 +1,334 @@
+"""Request and response schemas for /api/v1. Services never see these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from app.domain.dag import NodeSpec
+from app.domain.states import ExecutionStatus, NodeStatus, WorkflowStatus
+from app.domain.trigger_rules import TriggerRule
+
+
+class RetryInSchema(ma.Schema):
+    max_attempts = fields.Integer(
+        strict=True, metadata={"description": "Attempts in all, the first included (1: no retry)"}
+    )
+    backoff_seconds = fields.Float(metadata={"description": "Backoff base: up to base * 2^(n-1) before retry n"})
+    max_backoff_seconds = fields.Float(metadata={"description": "Cap on one backoff"})
+
+
+class NodeInSchema(ma.Schema):
+    """A DAG node. Accepts peer-d's step fields too: `name` for `id`, `task_type` for
+    `handler`, `max_retries` (retries after the first attempt) for `retry.max_attempts`."""
+
+    id = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    handler = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    dependencies = fields.List(fields.String(validate=validate.Length(min=1, max=100)), load_default=list)
+    config = fields.Dict(keys=fields.String(), load_default=dict)
+    timeout_seconds = fields.Integer(
+        strict=True, allow_none=True, load_default=None, validate=validate.Range(min=-(2**31), max=2**31 - 1)
+    )
+    step_order = fields.Integer(
+        strict=True,
+        allow_none=True,
+        load_default=None,
+        validate=validate.Range(min=0, max=1_000_000),
+        metadata={"description": "With no dependencies, depend on every node of the previous order"},
+    )
+    retry = fields.Nested(RetryInSchema, allow_none=True, load_default=None)
+    max_retries = fields.Integer(
+        strict=True, load_default=None, allow_none=True, validate=validate.Range(min=0, max=99)
+    )
+    # Checked with the DAG (not here), so an unknown rule is listed with the other problems.
+    trigger_rule = fields.String(
+        load_default="all_success",
+        validate=validate.Length(min=1, max=40),
+        metadata={
+            "description": "When it runs, given how its parents ended (Airflow's rules)",
+            "enum": [r.value for r in TriggerRule],
+        },
+    )
+    when = fields.String(
+        allow_none=True,
+        load_default=None,
+        validate=validate.Length(min=1, max=500),
+        metadata={"description": "A guard, e.g. `check.result == true`; false means SKIPPED"},
+    )
+    branch = fields.Boolean(
+        allow_none=True, load_default=None, metadata={"description": "Run on this result of its conditional parent"}
+    )
+
+    @ma.pre_load
+    def accept_aliases(self, data: Any, **_: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            for alias, name in (("name", "id"), ("task_type", "handler")):
+                if alias in data and name not in data:
+                    data[name] = data.pop(alias)
+        return data
+
+    @ma.post_load
+    def to_spec(self, data: dict[str, Any], **_: Any) -> NodeSpec:
+        """The node as the domain's NodeSpec."""
+        retry = dict(data["retry"] or {})
+        if data["max_retries"] is not None and "max_attempts" not in retry:
+            retry["max_attempts"] = data["max_retries"] + 1
+        return NodeSpec(
+            node_id=data["id"],
+            handler=data["handler"],
+            dependencies=tuple(data["dependencies"]),
+            config=data["config"],
+            timeout_seconds=data["timeout_seconds"],
+            step_order=data["step_order"],
+            retry=retry or None,
+            trigger_rule=data["trigger_rule"],
+            when=data["when"],
+            branch=data["branch"],
+        )
+
+
+class WorkflowInSchema(ma.Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(load_default="", validate=validate.Length(max=10_000))
+    metadata = fields.Dict(keys=fields.String(), load_default=dict)
+    nodes = fields.List(fields.Nested(NodeInSchema), load_default=list)
+    activate = fields.Boolean(
+        load_default=False, metadata={"description": "Validate and activate at once instead of leaving a draft"}
+    )
+    timeout_seconds = fields.Integer(
+        strict=True,
+        allow_none=True,
+        load_default=None,
+        validate=validate.Range(min=1, max=30 * 86400),
+        metadata={"description": "Each execution's deadline from its start; past it the execution fails"},
+    )
+
+
+class WorkflowNodeSchema(ma.Schema):
+    id = fields.String(attribute="node_id")
+    handler = fields.String()
+    dependencies = fields.List(fields.String())
+    config = fields.Dict()
+    timeout_seconds = fields.Integer(allow_none=True)
+    retry = fields.Dict(attribute="retry_policy", allow_none=True)
+    trigger_rule = fields.String()
+    when = fields.String(attribute="when_expression", allow_none=True)
+    branch = fields.Boolean(allow_none=True)
+    position = fields.Integer()
+    step_order = fields.Integer(allow_none=True)
+
+
+class WorkflowSchema(ma.Schema):
+    id = fields.UUID(attribute="workflow.id")
+    name = fields.String(attribute="workflow.name")
+    version = fields.Integer(attribute="workflow.version")
+    status = fields.String(attribute="workflow.status", metadata={"enum": [s.value for s in WorkflowStatus]})
+    description = fields.String(attribute="workflow.description")
+    metadata = fields.Dict(attribute="workflow.meta")
+    timeout_seconds = fields.Integer(attribute="workflow.timeout_seconds", allow_none=True)
+    created_at = fields.DateTime(attribute="workflow.created_at")
+    updated_at = fields.DateTime(attribute="workflow.updated_at")
+    activated_at = fields.DateTime(attribute="workflow.activated_at", allow_none=True)
+    nodes = fields.List(fields.Nested(WorkflowNodeSchema))
+
+
+class WorkflowSummarySchema(ma.Schema):
+    id = fields.UUID()
+    name = fields.String()
+    version = fields.Integer()
+    status = fields.String(metadata={"enum": [s.value for s in WorkflowStatus]})
+    description = fields.String()
+    metadata = fields.Dict(attribute="meta")
+    timeout_seconds = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    activated_at = fields.DateTime(allow_none=True)
+
+
+class PageArgsSchema(ma.Schema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
+
+
+class WorkflowListArgsSchema(PageArgsSchema):
+    status = fields.String(validate=validate.OneOf([s.value for s in WorkflowStatus]))
+    name = fields.String(validate=validate.Length(min=1, max=200))
+
+
+class WorkflowPageSchema(ma.Schema):
+    items = fields.List(fields.Nested(WorkflowSummarySchema))
+    total = fields.Integer()
+    limit = fields.Integer()
+    offset = fields.Integer()
+
+
+# Keys travel in an HTTP header too, where only visible ASCII is unambiguous.
+KEY_CHARS = validate.Regexp(r"^[\x20-\x7e]{1,255}$", error="use 1 to 255 visible ASCII characters")
+
+
+class TriggerSchema(ma.Schema):
+    workflow_id = fields.UUID(metadata={"description": "The workflow version to run"})
+    workflow_name = fields.String(
+        validate=validate.Length(min=1, max=200), metadata={"description": "Or: run the latest active version"}
+    )
+    input_data = fields.Dict(keys=fields.String(), load_default=dict)
+    idempotency_key = fields.String(validate=KEY_CHARS, metadata={"description": "Or the Idempotency-Key header"})
+    scheduled_at = fields.AwareDateTime(
+        allow_none=True,
+        load_default=None,
+        validate=validate.Range(
+            min=datetime(2000, 1, 1, tzinfo=UTC),
+            max=datetime(2100, 1, 1, tzinfo=UTC),
+            error="must be between 2000 and 2100",
+        ),
+        metadata={"description": "ISO 8601 with an offset: stay PENDING until then (a past time starts at once)"},
+    )
+    max_retries = fields.Integer(
+        strict=True,
+        load_default=0,
+        validate=validate.Range(min=0, max=10),
+        metadata={"description": "Retry the whole execution automatically, with backoff, if it fails"},
+    )
+
+    @ma.validates_schema
+    def one_workflow(self, data: dict[str, Any], **_: Any) -> None:
+        if ("workflow_id" in data) == ("workflow_name" in data):
+            raise ma.ValidationError("give exactly one of workflow_id and workflow_name", "workflow_id")
+
+
+class IdempotencyHeaderSchema(ma.Schema):
+    idempotency_key = fields.String(data_key="Idempotency-Key", validate=KEY_CHARS)
+    correlation_id = fields.String(data_key="X-Correlation-ID", validate=validate.Length(min=1, max=200))
+
+
+ProgressSchema = ma.Schema.from_dict(
+    {
+        "total": fields.Integer(),
+        **{status.value.lower(): fields.Integer() for status in NodeStatus},
+        "percent": fields.Float(metadata={"description": "Finished nodes, in percent"}),
+    },
+    name="Progress",
+)
+
+
+class NodeExecutionSchema(ma.Schema):
+    node_id = fields.String()
+    status = fields.String(metadata={"enum": [s.value for s in NodeStatus]})
+    attempt = fields.Integer()
+    error = fields.Dict(allow_none=True)
+    not_before = fields.DateTime(allow_none=True, metadata={"description": "UP_FOR_RETRY: the next attempt's time"})
+    queued_at = fields.DateTime(allow_none=True)
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+    worker_name = fields.String(allow_none=True)
+    rq_job_id = fields.String(allow_none=True)
+
+
+class ExecutionSchema(ma.Schema):
+    id = fields.UUID(attribute="execution.id")
+    workflow_id = fields.UUID(attribute="workflow.id")
+    workflow_name = fields.String(attribute="workflow.name")
+    workflow_version = fields.Integer(attribute="workflow.version")
+    status = fields.String(attribute="execution.status", metadata={"enum": [s.value for s in ExecutionStatus]})
+    idempotency_key = fields.String(attribute="execution.idempotency_key", allow_none=True)
+    input_data = fields.Dict(attribute="execution.input")
+    error = fields.Dict(attribute="execution.error", allow_none=True)
+    attempt = fields.Integer(attribute="execution.attempt")
+    correlation_id = fields.String(attribute="execution.correlation_id", allow_none=True)
+    max_retries = fields.Integer(attribute="execution.max_retries")
+    scheduled_at = fields.DateTime(attribute="execution.scheduled_at", allow_none=True)
+    deadline_at = fields.DateTime(attribute="execution.deadline_at", allow_none=True)
+    retry_at = fields.DateTime(
+        attribute="execution.retry_at", allow_none=True, metadata={"description": "RETRYING: when it resumes"}
+    )
+    created_at = fields.DateTime(attribute="execution.created_at")
+    started_at = fields.DateTime(attribute="execution.started_at", allow_none=True)
+    finished_at = fields.DateTime(attribute="execution.finished_at", allow_none=True)
+
+
+class ExecutionDetailSchema(ExecutionSchema):
+    progress = fields.Nested(ProgressSchema)
+    nodes = fields.List(fields.Nested(NodeExecutionSchema))
+
+
+class ExecutionListArgsSchema(PageArgsSchema):
+    workflow_id = fields.UUID()
+    status = fields.String(validate=validate.OneOf([s.value for s in ExecutionStatus]))
+
+
+class ExecutionPageSchema(ma.Schema):
+    items = fields.List(fields.Nested(ExecutionSchema))
+    total = fields.Integer()
+    limit = fields.Integer()
+    offset = fields.Integer()
+
+
+class ResultsSchema(ma.Schema):
+    execution_id = fields.UUID(attribute="view.execution.id")
+    status = fields.String(attribute="view.execution.status")
+    results = fields.Dict(
+        keys=fields.String(), values=fields.Raw(), metadata={"description": "Output of each completed node"}
+    )
+
+
+class LogArgsSchema(ma.Schema):
+    level = fields.String(
+        load_default="debug",
+        validate=validate.OneOf(["debug", "info", "warning", "error"]),
+        metadata={"description": "The least severity returned"},
+    )
+    node_id = fields.String(validate=validate.Length(min=1, max=100))
+    since = fields.AwareDateTime(metadata={"description": "Rows created at or after this time"})
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    cursor = fields.String(
+        validate=validate.Regexp(r"^[0-9]{1,19}$", error="not a cursor from this endpoint"),
+        metadata={"description": "next_cursor of the previous page"},
+    )
+
+
+class LogSchema(ma.Schema):
+    id = fields.Integer()
+    node_id = fields.String(allow_none=True)
+    correlation_id = fields.String(allow_none=True, metadata={"description": "The request behind this row"})
+    level = fields.String()
+    event = fields.String()
+    message = fields.String()
+    details = fields.Dict()
+    created_at = fields.DateTime()
+
+
+class LogPageSchema(ma.Schema):
+    items = fields.List(fields.Nested(LogSchema))
+    next_cursor = fields.String(allow_none=True, metadata={"description": "Pass as cursor for the next page"})
+
+
+class DeadLetterArgsSchema(PageArgsSchema):
+    workflow_id = fields.UUID()
+    execution_id = fields.UUID()
+    category = fields.String(validate=validate.Length(min=1, max=40))
+    node_id = fields.String(validate=validate.Length(min=1, max=100))
+
+
+class DeadLetterSchema(ma.Schema):
+    id = fields.UUID()
+    execution_id = fields.UUID()
+    workflow_id = fields.UUID()
+    node_id = fields.String()
+    handler = fields.String()
+    error_class = fields.String()
+    category = fields.String()
+    message = fields.String()
+    traceback = fields.String(allow_none=True)
+    attempts = fields.Integer()
+    created_at = fields.DateTime()
+
+
+class DeadLetterPageSchema(ma.Schema):
+    items = fields.List(fields.Nested(DeadLetterSchema))
+    total = fields.Integer()
+    limit = fields.Integer()
+    offset = fields.Integer()

@@ -1,0 +1,94 @@
+"""/api/v1/workflows: define, version, edit drafts, activate and archive workflows."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask.views import MethodView
+
+from app.api import db, runtime
+from app.api.errors import ErrorSchema
+from app.api.parsing import Blueprint
+from app.api.v1.schemas import (
+    NodeInSchema,
+    WorkflowInSchema,
+    WorkflowListArgsSchema,
+    WorkflowNodeSchema,
+    WorkflowPageSchema,
+    WorkflowSchema,
+)
+from app.domain.dag import NodeSpec
+from app.services import workflows as service
+
+blp = Blueprint(
+    "workflows", __name__, url_prefix="/api/v1/workflows", description="Workflow definitions (versioned DAGs)"
+)
+
+
+@blp.route("")
+class Workflows(MethodView):
+    @blp.arguments(WorkflowListArgsSchema, location="query")
+    @blp.response(200, WorkflowPageSchema)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List workflows, newest first"""
+        items, total = service.list_workflows(
+            db(), status=args.get("status"), name=args.get("name"), limit=args["limit"], offset=args["offset"]
+        )
+        return {"items": items, "total": total, "limit": args["limit"], "offset": args["offset"]}
+
+    @blp.arguments(WorkflowInSchema)
+    @blp.response(201, WorkflowSchema)
+    @blp.alt_response(422, schema=ErrorSchema, description="The DAG or a node's config is not valid")
+    def post(self, body: dict[str, Any]) -> service.WorkflowDetail:
+        """Define a workflow: a new version if the name exists; a draft unless `activate` is set"""
+        draft = service.WorkflowDraft(
+            name=body["name"],
+            description=body["description"],
+            metadata=body["metadata"],
+            nodes=body["nodes"],
+            activate=body["activate"],
+            timeout_seconds=body["timeout_seconds"],
+        )
+        return service.create_workflow(db(), draft, runtime().limits)
+
+
+@blp.route("/<uuid:workflow_id>")
+class WorkflowById(MethodView):
+    @blp.response(200, WorkflowSchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    def get(self, workflow_id: uuid.UUID) -> service.WorkflowDetail:
+        """Get a workflow with its nodes"""
+        return service.get_workflow(db(), workflow_id)
+
+
+@blp.route("/<uuid:workflow_id>/steps")
+class WorkflowSteps(MethodView):
+    @blp.arguments(NodeInSchema)
+    @blp.response(201, WorkflowNodeSchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="The workflow is not a draft")
+    @blp.alt_response(422, schema=ErrorSchema, description="The step is not valid")
+    def post(self, step: NodeSpec, workflow_id: uuid.UUID) -> Any:
+        """Add a node to a draft workflow"""
+        return service.add_step(db(), workflow_id, step, runtime().limits)
+
+
+@blp.route("/<uuid:workflow_id>/activate")
+class WorkflowActivate(MethodView):
+    @blp.response(200, WorkflowSchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="The workflow is archived")
+    @blp.alt_response(422, schema=ErrorSchema, description="The DAG is not valid")
+    def post(self, workflow_id: uuid.UUID) -> service.WorkflowDetail:
+        """Validate a draft and freeze it, so it can run"""
+        return service.activate(db(), workflow_id, runtime().limits)
+
+
+@blp.route("/<uuid:workflow_id>/archive")
+class WorkflowArchive(MethodView):
+    @blp.response(200, WorkflowSchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    def post(self, workflow_id: uuid.UUID) -> service.WorkflowDetail:
+        """Archive a workflow: no new executions; running ones finish"""
+        return service.archive(db(), workflow_id)

@@ -1,0 +1,78 @@
+"""Settings, read from the environment. No other module reads os.environ."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+# `make run` starts PostgreSQL and Redis on these ports when no URL is given;
+# they stay clear of the standard ones so a machine's own servers are untouched.
+LOCAL_DATABASE_URL = "postgresql://stepwise@127.0.0.1:55432/stepwise"
+LOCAL_REDIS_URL = "redis://127.0.0.1:56379/0"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = LOCAL_DATABASE_URL
+    redis_url: str = LOCAL_REDIS_URL
+    queue_name: str = "stepwise"
+    # SimpleWorker runs a node in the worker process; "fork" forks per job (RQ's Worker).
+    worker_class: str = "simple"
+    max_nodes: int = 10_000
+    max_edges: int = 100_000
+    max_node_config_bytes: int = 10 * 1024
+    default_node_timeout_seconds: int = 300
+    max_node_timeout_seconds: int = 3600
+    db_pool_size: int = 5
+    log_level: str = "INFO"
+    # Comma-separated modules whose @handler functions to register, in the API and workers alike.
+    handler_modules: str = ""
+    # The scheduler: how often it looks, and when it calls a node lost.
+    scheduler_interval_seconds: float = 1.0
+    queued_grace_seconds: int = 30  # QUEUED this long with no RQ job: enqueue it again
+    worker_lost_seconds: int = 30  # a worker silent this long has lost its RUNNING node
+    worker_heartbeat_seconds: int = 5
+    retention_days: int = 7  # finished executions older than this are purged
+    # Outbound HTTP (http_request, llm_service): non-public addresses are refused
+    # unless listed here (comma-separated CIDRs, addresses or host names).
+    outbound_allowlist: str = ""
+    max_response_bytes: int = 1024 * 1024
+    circuit_failure_threshold: int = 5  # failures in a row that open a host's circuit
+    circuit_cooldown_seconds: float = 30.0
+    # An OpenAI-compatible chat-completions endpoint for llm_service.
+    llm_base_url: str = ""
+    llm_api_key: str = ""
+    llm_timeout_seconds: float = 60.0
+    # Keys and limits. AUTH_DISABLED=1 is for local experiments only: every caller is admin.
+    auth_disabled: bool = False
+    rate_limit_reader: str = "1200/minute"  # per key, by role
+    rate_limit_writer: str = "1200/minute"
+    rate_limit_admin: str = "2400/minute"
+    rate_limit_trigger: str = "300/minute"  # per key, on POST /api/v1/executions, on top
+    max_body_bytes: int = 1024 * 1024
+    metrics_require_key: bool = False  # /metrics for any valid key rather than anyone
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Each field from its upper-case environment variable, else its default."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f.name.upper())
+            if raw is None or raw == "":
+                continue
+            if isinstance(f.default, bool):
+                values[f.name] = raw.lower() in ("1", "true", "yes", "on")
+            elif isinstance(f.default, int):
+                values[f.name] = int(raw)
+            elif isinstance(f.default, float):
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
+        return replace(cls(**values), **overrides)
+
+    @property
+    def handler_module_names(self) -> list[str]:
+        return [name.strip() for name in self.handler_modules.split(",") if name.strip()]

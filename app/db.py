@@ -1,0 +1,40 @@
+"""The PostgreSQL engine, session factory and declarative base.
+
+Plain SQLAlchemy rather than Flask-SQLAlchemy: RQ jobs and the scheduler use the
+same sessions without an app context.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, MetaData, create_engine
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB}
+
+
+def make_engine(url: str, pool_size: int = 5) -> Engine:
+    """An engine with a pool that checks connections before use."""
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    # Objects stay readable after commit: services return them to views and jobs.
+    # No autobegin: every statement runs inside a service's explicit `with
+    # session.begin()`, and a query outside one fails loudly instead of leaving
+    # the session in a transaction the next service would trip over.
+    """Sessions for services: explicit transactions only."""
+    return sessionmaker(engine, expire_on_commit=False, autobegin=False)

@@ -1,0 +1,85 @@
+"""The engine's exceptions. The API maps each to one HTTP status in one place.
+
+* StepwiseError
+  x NotFoundError (404)
+  x ConflictError (409): the resource is not in a state that allows the request
+    · InvalidTransitionError
+  x UnprocessableError (422)
+    · InvalidWorkflowError: the DAG or a node's config is wrong; carries every problem
+    · IdempotencyKeyMismatchError: the key was used before with another body
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a request, pointing at the node and field at fault."""
+
+    field: str
+    message: str
+    code: str
+    node_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The problem as JSON, without empty optional fields."""
+        data = asdict(self)
+        if self.node_id is None:
+            del data["node_id"]
+        if not self.details:
+            del data["details"]
+        return data
+
+
+class StepwiseError(Exception):
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        problems: list[Problem] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problems = problems or []
+        self.details = details or {}
+
+
+class NotFoundError(StepwiseError):
+    status_code = 404
+    code = "not_found"
+
+
+class ConflictError(StepwiseError):
+    status_code = 409
+    code = "conflict"
+
+
+class InvalidTransitionError(ConflictError):
+    code = "invalid_transition"
+
+    def __init__(self, entity: str, current: str, target: str) -> None:
+        super().__init__(
+            f"{entity} cannot move from {current} to {target}",
+            details={"current_status": str(current), "requested_status": str(target)},
+        )
+
+
+class UnprocessableError(StepwiseError):
+    status_code = 422
+    code = "unprocessable"
+
+
+class InvalidWorkflowError(UnprocessableError):
+    code = "invalid_workflow"
+
+
+class IdempotencyKeyMismatchError(UnprocessableError):
+    code = "idempotency_key_reused"

@@ -1,0 +1,260 @@
+"""Templates in node configs: `{{ input.order_id }}`, `{{ fetch.body.user.id }}`, `${fetch.output.user.id}`.
+
+A template is literal text with `{{ expression }}` slots. A string that is
+exactly one slot resolves to the JSON value it names (a number stays a number);
+in longer text each value is rendered as text (JSON for objects, lists,
+booleans and null). Each slot is evaluated on its own and the literal text is
+never parsed, so a value that itself contains `{{` is just text.
+
+A slot that is a dotted path (`fetch-data.body.items.0`) is resolved directly:
+keys and list indexes only, never attributes, and a miss names its path.
+Anything richer (`input.name | upper`, `a.n * 2 > 10`) is a Jinja expression,
+evaluated by an immutable sandbox with strict undefined, no constant folding,
+no calls, a short list of filters and size-capped operators: a 500-character
+template cannot run for long or allocate much. Statements (`{% %}`) are not
+templates here.
+
+peer-b's `${node.output.field}` means `{{ node.field }}`; `$${` is a literal `${`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, Undefined, meta, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+MAX_TEMPLATE_CHARS = 500
+MAX_VALUE_SIZE = 100_000  # characters, items or digits an operator may produce
+INPUT = "input"
+NODES = "nodes"  # nodes["fetch-data"].x, for ids a Jinja expression cannot spell
+
+_ESCAPED_DOLLAR = "\x00"  # NUL never survives input checks, so it cannot collide
+_DOLLAR = re.compile(r"\$\{([^{}]*)\}")
+_SLOT = re.compile(r"\{\{((?:(?!\}\}).)*)\}\}", re.S)
+_ONE_SLOT = re.compile(r"^\s*\{\{((?:(?!\}\}).)*)\}\}\s*$", re.S)
+_PATH = re.compile(r"^\s*([A-Za-z0-9_][A-Za-z0-9_-]*)((?:\.[A-Za-z0-9_-]+)*)\s*$")
+_LITERALS = frozenset({"true", "false", "none", "True", "False", "None", "null"})
+SAFE_FILTERS = frozenset(
+    {
+        "abs", "capitalize", "count", "d", "default", "dictsort", "first", "float", "int", "join", "last",
+        "length", "list", "lower", "max", "min", "reject", "rejectattr", "round", "select", "selectattr",
+        "sort", "string", "sum", "title", "tojson", "trim", "unique", "upper", "map", "items",
+    }
+)  # fmt: skip
+
+
+class TemplateResolutionError(ValueError):
+    """A template could not be resolved; the message names the template and the path."""
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value.bit_length() // 3  # about its decimal digits
+    return len(value) if isinstance(value, str | list | tuple) else 0
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """No calls, and operators that cannot build anything huge."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%", "//"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "%" and isinstance(left, str):
+            raise SecurityError("string formatting with % is not allowed in templates")
+        if operator == "**":
+            if not all(isinstance(x, int | float) for x in (left, right)) or abs(right) > 64 or _size(left) > 64:
+                raise SecurityError("** is limited to small numbers in templates")
+        elif operator == "*" and (isinstance(left, str | list | tuple) or isinstance(right, str | list | tuple)):
+            count = right if isinstance(left, str | list | tuple) else left
+            if isinstance(count, int) and _size(left if count is right else right) * max(count, 0) > MAX_VALUE_SIZE:
+                raise SecurityError("repetition builds a value too large for a template")
+        result = super().call_binop(context, operator, left, right)
+        if _size(result) > MAX_VALUE_SIZE:
+            raise SecurityError("the value is too large for a template")
+        return result
+
+    def call(self, context: Any, obj: Any, *args: Any, **kwargs: Any) -> Any:
+        raise SecurityError("calls are not allowed in templates; use filters, e.g. {{ x | upper }}")
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """`a.b` reads key b of a JSON object (or index b of a list), never an attribute:
+        the values are JSON data, and `input.items` means the key, not dict.items."""
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        if isinstance(obj, list | tuple) and attribute.isascii() and attribute.isdigit() and int(attribute) < len(obj):
+            return obj[int(attribute)]
+        return self.undefined(obj=obj, name=attribute)
+
+
+_ENV = _BoundedSandbox(undefined=StrictUndefined, autoescape=False, optimized=False)
+_ENV.filters = {name: f for name, f in _ENV.filters.items() if name in SAFE_FILTERS}
+_ENV.globals.clear()
+
+
+def is_template(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "${" in value)
+
+
+def _from_dollar(match: re.Match[str]) -> str:
+    parts = match[1].strip().split(".")
+    if len(parts) >= 2 and parts[0] != INPUT and parts[1] == "output":
+        del parts[1]  # ${node.output.field} -> node.field
+    return "{{ " + ".".join(parts) + " }}"
+
+
+def normalise(text: str) -> str:
+    """peer-b's `${...}` rewritten as `{{ ... }}` (`$${` stays a literal `${`, marked)."""
+    return _DOLLAR.sub(_from_dollar, text.replace("$${", _ESCAPED_DOLLAR + "{"))
+
+
+def _literal(text: str) -> str:
+    return text.replace(_ESCAPED_DOLLAR, "$")
+
+
+def walk(config: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(path, text) of every templated string in a config, keys included in the path."""
+    if isinstance(config, Mapping):
+        for key, value in config.items():
+            yield from walk(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(config, list):
+        for i, value in enumerate(config):
+            yield from walk(value, f"{path}.{i}" if path else str(i))
+    elif is_template(config):
+        yield path, config
+
+
+def _path(expression: str) -> tuple[str, list[str]] | None:
+    """(root, keys) when the expression is a plain dotted path from a name, else None."""
+    match = _PATH.match(expression)
+    if not match or match[1] in _LITERALS or match[1].isdigit():
+        return None
+    return match[1], [k for k in match[2].split(".") if k]
+
+
+@lru_cache(maxsize=4096)
+def _expression_roots(expression: str) -> frozenset[str]:
+    try:
+        ast = _ENV.parse("{{ " + expression + " }}")
+        roots = set(meta.find_undeclared_variables(ast)) - {NODES}  # also checks the filters exist
+    except Exception as err:  # any failure here is the template's fault, reported as such
+        raise TemplateResolutionError(f"{{{{{expression}}}}} does not parse: {err}") from err
+    for item in ast.find_all(nodes.Getitem):
+        if isinstance(item.node, nodes.Name) and item.node.name == NODES and isinstance(item.arg, nodes.Const):
+            roots.add(str(item.arg.value))
+    return frozenset(roots)
+
+
+@lru_cache(maxsize=4096)
+def references(text: str) -> frozenset[str]:
+    """The root names a template reads: node ids, or `input`. TemplateResolutionError if it
+    has a statement or a slot that does not parse."""
+    if "{%" in text or "{#" in text:
+        raise TemplateResolutionError(
+            f"template {text!r}: statements and comments ({{% %}}, {{# #}}) are not supported; "
+            "use {{ expressions }}"
+        )
+    roots: set[str] = set()
+    for expression in _SLOT.findall(normalise(text)):
+        path = _path(expression)
+        roots |= {path[0]} if path else _expression_roots(expression)
+    return frozenset(roots)
+
+
+def _walk_path(context: Mapping[str, Any], root: str, keys: list[str], text: str) -> Any:
+    if root not in context:
+        missing = "the execution input" if root == INPUT else f"node {root!r} has no output (it did not complete)"
+        raise TemplateResolutionError(f"template {text!r}: {missing}")
+    value, walked = context[root], root
+    for key in keys:
+        if isinstance(value, Mapping) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and key.isascii() and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            raise TemplateResolutionError(f"template {text!r}: no value at {walked}.{key}")
+        walked = f"{walked}.{key}"
+    return value
+
+
+@lru_cache(maxsize=4096)
+def _compiled(expression: str) -> Any:
+    return _ENV.compile_expression(expression, undefined_to_none=False)
+
+
+def _evaluate(expression: str, context: Mapping[str, Any], text: str) -> Any:
+    path = _path(expression)
+    if path:
+        return _walk_path(context, path[0], path[1], text)
+    try:
+        value = _compiled(expression)(**{k: v for k, v in context.items() if k.isidentifier()}, **{NODES: context})
+    except Exception as err:  # the expression's failure, named with the template
+        raise TemplateResolutionError(f"template {text!r}: {type(err).__name__}: {err}") from err
+    if isinstance(value, Undefined):
+        raise TemplateResolutionError(f"template {text!r}: no value at {expression.strip()}")
+    return value
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise TemplateResolutionError(f"{value} is not a JSON number")
+    return json.dumps(value, default=str)
+
+
+def render(text: str, context: Mapping[str, Any]) -> Any:
+    """Resolve one templated string against {"input": ..., node_id: output, ...}."""
+    references(text)  # refuses statements
+    source = normalise(text)
+    whole = _ONE_SLOT.match(source)
+    if whole:
+        return _evaluate(whole[1], context, text)
+    parts, position = [], 0
+    for slot in _SLOT.finditer(source):
+        parts.append(_literal(source[position : slot.start()]))
+        parts.append(_as_text(_evaluate(slot[1], context, text)))
+        position = slot.end()
+    parts.append(_literal(source[position:]))
+    rendered = "".join(parts)
+    if len(rendered) > MAX_VALUE_SIZE * 10:
+        raise TemplateResolutionError(f"template {text!r}: renders to more than {MAX_VALUE_SIZE * 10} characters")
+    return rendered
+
+
+def resolve(config: Any, context: Mapping[str, Any]) -> Any:
+    """A copy of the config with every templated string resolved."""
+    if isinstance(config, Mapping):
+        return {key: resolve(value, context) for key, value in config.items()}
+    if isinstance(config, list):
+        return [resolve(value, context) for value in config]
+    if is_template(config):
+        return render(config, context)
+    return config
+
+
+def config_references(config: Any) -> frozenset[str]:
+    """Every root name the config's templates read (bad templates are reported at definition time)."""
+    roots: set[str] = set()
+    for _, text in walk(config):
+        try:
+            roots |= references(text)
+        except TemplateResolutionError:
+            continue
+    return frozenset(roots)
+
+
+def guard_references(expression: str) -> frozenset[str]:
+    """The root names a `when` guard reads (TemplateResolutionError if it does not parse)."""
+    return references("{{ " + expression + " }}")
+
+
+def holds(expression: str, context: Mapping[str, Any]) -> bool:
+    """Whether a guard expression (`check.result == true`, `nodes["a-b"].ok`) is true."""
+    return bool(_evaluate(expression, context, expression))

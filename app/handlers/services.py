@@ -1,0 +1,34 @@
+"""What handlers may use to reach the outside world, built once per worker process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from redis import Redis
+
+from app.config import Settings
+from app.handlers.outbound import CircuitBreaker, OutboundPolicy
+
+
+@dataclass
+class HandlerServices:
+    http: httpx.Client
+    outbound: OutboundPolicy
+    circuit: CircuitBreaker
+    llm_base_url: str
+    llm_api_key: str
+    llm_timeout_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings, redis: Redis | None) -> HandlerServices:
+        """Clients as the settings say; Redis carries the circuit breakers' state."""
+        return cls(
+            # Redirects and connection targets are handled by outbound.request.
+            http=httpx.Client(follow_redirects=False, trust_env=False),
+            outbound=OutboundPolicy.parse(settings.outbound_allowlist, settings.max_response_bytes),
+            circuit=CircuitBreaker(redis, settings.circuit_failure_threshold, settings.circuit_cooldown_seconds),
+            llm_base_url=settings.llm_base_url.rstrip("/"),
+            llm_api_key=settings.llm_api_key,
+            llm_timeout_seconds=settings.llm_timeout_seconds,
+        )

@@ -1,0 +1,141 @@
+"""Prometheus metrics.
+
+Counters and histograms are kept per process and, when PROMETHEUS_MULTIPROC_DIR is
+set (gunicorn, or every process of `make run`), written there so one /metrics shows
+them all. They are counted after the transaction that made them true commits,
+never for one that rolled back. Queue depth, scheduler lag and circuit-breaker
+states are read live when /metrics is scraped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+HTTP_REQUESTS = Counter(
+    "stepwise_http_requests_total", "HTTP requests, by route, method and status", ["route", "method", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "stepwise_http_request_duration_seconds", "HTTP request latency, by route and method", ["route", "method"]
+)
+EXECUTIONS_STARTED = Counter("stepwise_executions_started_total", "Executions created, by workflow", ["workflow"])
+EXECUTIONS_FINISHED = Counter(
+    "stepwise_executions_finished_total", "Executions that ended, by workflow and status", ["workflow", "status"]
+)
+NODE_DURATION = Histogram(
+    "stepwise_node_duration_seconds",
+    "Time in a node's handler, by handler and outcome",
+    ["handler", "outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+NODE_RETRIES = Counter(
+    "stepwise_node_retries_total", "Attempts that failed and will be retried, by handler", ["handler"]
+)
+DEAD_LETTERS = Counter(
+    "stepwise_dead_letters_total", "Nodes dead-lettered, by handler and category", ["handler", "category"]
+)
+
+_PENDING = "stepwise_metrics_after_commit"
+
+
+def after_commit(session: Session, count: Callable[[], Any]) -> None:
+    """Count once the session's transaction commits (dropped if it rolls back)."""
+    session.info.setdefault(_PENDING, []).append(count)
+
+
+def install(sessions: sessionmaker[Session]) -> None:
+    """Run the counts of committed transactions; drop those of rolled-back ones."""
+
+    @event.listens_for(sessions, "after_commit")
+    def _committed(session: Session) -> None:
+        for count in session.info.pop(_PENDING, []):
+            count()
+
+    @event.listens_for(sessions, "after_rollback")
+    def _rolled_back(session: Session) -> None:
+        session.info.pop(_PENDING, None)
+
+
+class LiveCollector(Collector):
+    """Read when scraped: queue depth, scheduler lag and each host's circuit state."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Any:
+        rt = self.runtime
+        depth = GaugeMetricFamily("stepwise_queue_depth", "Jobs waiting in the RQ queue", labels=["queue"])
+        lag = GaugeMetricFamily(
+            "stepwise_scheduler_lag_seconds", "How overdue the most overdue wake-up is (retry, delay, start)"
+        )
+        circuits = GaugeMetricFamily(
+            "stepwise_circuit_breaker_state", "Circuit per host: 0 closed, 1 half-open, 2 open", labels=["host"]
+        )
+        try:
+            depth.add_metric([rt.settings.queue_name], rt.dispatcher.queue.count)
+            breaker = _breaker(rt)
+            for key in rt.redis.scan_iter(match="stepwise:circuit:*", count=500):
+                host = key.decode().removeprefix("stepwise:circuit:")
+                if not host.endswith(":probe"):
+                    state = breaker.state(host)
+                    circuits.add_metric([host], {"closed": 0, "half_open": 1, "open": 2}[state])
+        except Exception:  # Redis away: /ready says so; the gauges are just absent
+            pass
+        try:
+            with rt.engine.connect() as conn:
+                overdue = conn.execute(text(_OVERDUE)).scalar()
+            lag.add_metric([], float(overdue or 0.0))
+        except Exception:
+            pass
+        yield from (depth, lag, circuits)
+
+
+_OVERDUE = """
+SELECT GREATEST(
+    (SELECT EXTRACT(EPOCH FROM now() - min(not_before)) FROM node_executions
+      WHERE status IN ('UP_FOR_RETRY', 'DEFERRED') AND not_before <= now()),
+    (SELECT EXTRACT(EPOCH FROM now() - min(scheduled_at)) FROM executions
+      WHERE status = 'PENDING' AND scheduled_at <= now()),
+    (SELECT EXTRACT(EPOCH FROM now() - min(retry_at)) FROM executions
+      WHERE status = 'RETRYING' AND retry_at <= now()),
+    0)
+"""
+
+
+class _ThisProcess(Collector):
+    """This process's series, when there is no multiprocess directory to read."""
+
+    def collect(self) -> Any:
+        yield from REGISTRY.collect()
+
+
+def _breaker(rt: Any) -> Any:
+    from app.handlers.outbound import CircuitBreaker
+
+    return CircuitBreaker(rt.redis, rt.settings.circuit_failure_threshold, rt.settings.circuit_cooldown_seconds)
+
+
+def exposition(runtime: Any) -> tuple[bytes, str]:
+    """The /metrics body and content type: every process's series, plus the live ones."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(_ThisProcess())
+    registry.register(LiveCollector(runtime))
+    return generate_latest(registry), CONTENT_TYPE_LATEST

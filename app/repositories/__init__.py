@@ -1,0 +1,1 @@
+"""Persistence: every SQL statement the engine runs. Nothing here commits."""

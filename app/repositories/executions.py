@@ -1,0 +1,274 @@
+"""Executions: idempotent creation, guarded status changes and the unfinished-node count."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Uuid, bindparam, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from app.domain.states import NODE_FINISHED, ExecutionStatus, NodeStatus, execution_sources
+from app.models import Execution, NodeExecution, Workflow
+from app.repositories import audit
+from app.repositories.audit import LogEntry
+
+_FINISHED = [str(s) for s in NODE_FINISHED]
+
+
+def insert_unless_key_exists(session: Session, values: dict[str, Any]) -> uuid.UUID | None:
+    """Insert an execution; None when (workflow_id, idempotency_key) is taken.
+
+    ON CONFLICT rather than select-then-insert: a concurrent twin waits on the
+    unique index and then sees the winner's committed row, never a 500.
+    """
+    return session.scalar(
+        pg_insert(Execution)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["workflow_id", "idempotency_key"])
+        .returning(Execution.id)
+    )
+
+
+def by_key(session: Session, workflow_id: uuid.UUID, key: str) -> tuple[Execution, Workflow] | None:
+    """The execution a key made for one workflow version."""
+    row = session.execute(
+        select(Execution, Workflow)
+        .join(Workflow, Workflow.id == Execution.workflow_id)
+        .where(Execution.workflow_id == workflow_id, Execution.idempotency_key == key)
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+def by_name_and_key(session: Session, name: str, key: str) -> tuple[Execution, Workflow] | None:
+    """The execution a key made for any version of the named workflow (the earliest)."""
+    row = session.execute(
+        select(Execution, Workflow)
+        .join(Workflow, Workflow.id == Execution.workflow_id)
+        .where(Workflow.name == name, Execution.idempotency_key == key)
+        .order_by(Execution.created_at)
+        .limit(1)
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+def lock_name_and_key(session: Session, name: str, key: str) -> None:
+    """Serialise triggers of one (workflow name, idempotency key) until commit."""
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:lock))"), {"lock": f"trigger:{len(name)}:{name}:{key}"}
+    )
+
+
+def get_with_workflow(session: Session, execution_id: uuid.UUID) -> tuple[Execution, Workflow] | None:
+    """An execution and its workflow version, or None."""
+    row = session.execute(
+        select(Execution, Workflow)
+        .join(Workflow, Workflow.id == Execution.workflow_id)
+        .where(Execution.id == execution_id)
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+def page(
+    session: Session,
+    *,
+    workflow_id: uuid.UUID | None,
+    status: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[tuple[Execution, Workflow]], int]:
+    """Executions with their workflows, newest first, and the total that match."""
+    query = select(Execution, Workflow).join(Workflow, Workflow.id == Execution.workflow_id)
+    if workflow_id:
+        query = query.where(Execution.workflow_id == workflow_id)
+    if status:
+        query = query.where(Execution.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.execute(query.order_by(Execution.created_at.desc(), Execution.id).limit(limit).offset(offset))
+    return [(e, w) for e, w in rows], total
+
+
+def transition(
+    session: Session,
+    execution_id: uuid.UUID,
+    target: ExecutionStatus,
+    *,
+    message: str,
+    level: str = "info",
+    details: dict[str, Any] | None = None,
+    **values: Any,
+) -> ExecutionStatus | None:
+    """Move an execution to `target` from wherever the state table allows; log it.
+
+    Returns the status it left, or None when it was not in a source state (a
+    lost race or a finished execution): the caller decides if that matters.
+    """
+    old = (
+        select(Execution.id, Execution.status)
+        .where(Execution.id == execution_id, Execution.status.in_(execution_sources(target)))
+        # NO KEY UPDATE, as in lock(): a FOR UPDATE here would block the foreign-key
+        # check of a claim's audit insert while that claim holds a node we need next.
+        .with_for_update(key_share=True)
+        .subquery("old")
+    )
+    previous = session.scalar(
+        update(Execution)
+        .where(Execution.id == old.c.id)
+        .values(status=target, updated_at=func.now(), **values)
+        .returning(old.c.status)
+        .execution_options(synchronize_session=False)
+    )
+    if previous is None:
+        return None
+    audit.record(
+        session,
+        [
+            LogEntry(
+                execution_id,
+                f"execution.{target.lower()}",
+                message,
+                level=level,
+                details={"from": previous, "to": str(target), **(details or {})},
+            )
+        ],
+    )
+    return ExecutionStatus(previous)
+
+
+@dataclass(frozen=True)
+class Countdown:
+    unfinished: int
+    failed: int
+    status: ExecutionStatus
+
+
+_LOCK = text("SELECT status FROM executions WHERE id = :id FOR NO KEY UPDATE").bindparams(bindparam("id", type_=Uuid))
+
+
+def lock(session: Session, execution_id: uuid.UUID) -> ExecutionStatus | None:
+    """Lock the execution row until commit; its status, or None if it does not exist.
+
+    Every transaction that changes more than one node of an execution takes
+    this lock first, then node rows in id order: one global order, so they
+    cannot deadlock (a failure cascade locks nodes over several statements).
+    NO KEY UPDATE leaves inserts that reference the row (audit rows) unblocked.
+    """
+    status = session.scalar(_LOCK, {"id": execution_id})
+    return ExecutionStatus(status) if status is not None else None
+
+
+# Runs once per finished node: a statement written once, not built per call.
+_COUNT_FINISHED = text(
+    """
+    UPDATE executions
+    SET nodes_unfinished = nodes_unfinished - :finished, nodes_failed = nodes_failed + :failed, updated_at = now()
+    WHERE id = :id
+    RETURNING nodes_unfinished, nodes_failed, status
+    """
+).bindparams(bindparam("id", type_=Uuid))
+
+
+def count_finished(session: Session, execution_id: uuid.UUID, finished: int, failed: int) -> Countdown:
+    """Take finished nodes off the execution's count; the caller ends it at zero."""
+    row = session.execute(_COUNT_FINISHED, {"id": execution_id, "finished": finished, "failed": failed}).one()
+    return Countdown(row[0], row[1], ExecutionStatus(row[2]))
+
+
+def recount(session: Session, execution_id: uuid.UUID) -> Countdown:
+    """Recompute the unfinished and failed node counts from the nodes themselves
+    (after a retry reset many at once)."""
+    unfinished = (
+        select(func.count())
+        .select_from(NodeExecution)
+        .where(NodeExecution.execution_id == execution_id, NodeExecution.status.not_in(_FINISHED))
+        .scalar_subquery()
+    )
+    # CANCELLED counts: in an execution that is not itself cancelled, a cancelled node
+    # was stopped by a deadline, and the run must not end COMPLETED without it.
+    failed = (
+        select(func.count())
+        .select_from(NodeExecution)
+        .where(
+            NodeExecution.execution_id == execution_id,
+            NodeExecution.status.in_([NodeStatus.FAILED, NodeStatus.CANCELLED]),
+        )
+        .scalar_subquery()
+    )
+    row = session.execute(
+        update(Execution)
+        .where(Execution.id == execution_id)
+        .values(nodes_unfinished=unfinished, nodes_failed=failed, updated_at=func.now())
+        .returning(Execution.nodes_unfinished, Execution.nodes_failed, Execution.status)
+        .execution_options(synchronize_session=False)
+    ).one()
+    return Countdown(row[0], row[1], ExecutionStatus(row[2]))
+
+
+def _due(session: Session, status: ExecutionStatus, column: Any, limit: int) -> list[uuid.UUID]:
+    return list(
+        session.scalars(
+            select(Execution.id)
+            .where(Execution.status == status, column.is_not(None), column <= func.now())
+            .order_by(column)
+            .limit(limit)
+        )
+    )
+
+
+def due_to_start(session: Session, limit: int) -> list[uuid.UUID]:
+    """PENDING executions whose scheduled time has come."""
+    return _due(session, ExecutionStatus.PENDING, Execution.scheduled_at, limit)
+
+
+def due_to_retry(session: Session, limit: int) -> list[uuid.UUID]:
+    """RETRYING executions whose automatic retry is due."""
+    return _due(session, ExecutionStatus.RETRYING, Execution.retry_at, limit)
+
+
+def past_deadline(session: Session, limit: int) -> list[uuid.UUID]:
+    """RUNNING executions past their deadline."""
+    return _due(session, ExecutionStatus.RUNNING, Execution.deadline_at, limit)
+
+
+def purge_finished_before(session: Session, days: int, limit: int) -> int:
+    """Delete up to `limit` executions that finished more than `days` ago, with their
+    nodes, logs and dead letters; how many went."""
+    doomed = (
+        select(Execution.id)
+        .where(Execution.finished_at < func.now() - func.make_interval(0, 0, 0, days))
+        .order_by(Execution.finished_at)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    return len(session.execute(delete(Execution).where(Execution.id.in_(doomed)).returning(Execution.id)).all())
+
+
+def attempts(session: Session, execution_id: uuid.UUID) -> tuple[int, int]:
+    """(attempt, max_retries) of an execution."""
+    row = session.execute(select(Execution.attempt, Execution.max_retries).where(Execution.id == execution_id)).one()
+    return row[0], row[1]
+
+
+def is_past(session: Session, moment: datetime) -> bool:
+    """Whether `moment` is before the database's now (one clock for every process)."""
+    return bool(session.scalar(select(func.now() >= moment)))
+
+
+def input_of(session: Session, execution_id: uuid.UUID) -> dict[str, Any]:
+    """An execution's input."""
+    return session.scalar(select(Execution.input).where(Execution.id == execution_id)) or {}
+
+
+def workflow_name(session: Session, execution_id: uuid.UUID) -> str:
+    """The name of the workflow an execution runs (a metrics label)."""
+    return (
+        session.scalar(
+            select(Workflow.name)
+            .join(Execution, Execution.workflow_id == Workflow.id)
+            .where(Execution.id == execution_id)
+        )
+        or ""
+    )

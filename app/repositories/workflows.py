@@ -1,0 +1,186 @@
+"""Workflow definitions: versions, nodes and their guarded status changes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from app.domain.dag import NodeSpec
+from app.domain.states import WorkflowStatus, workflow_sources
+from app.models import Workflow, WorkflowNode
+from app.repositories import audit
+
+
+def next_version(session: Session, name: str) -> int:
+    """The version a new workflow called `name` gets; holds a lock on the name until commit.
+
+    The advisory lock makes two concurrent definitions of one name queue up
+    instead of both reading the same max(version).
+    """
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"workflow:{name}"})
+    current = session.scalar(select(func.max(Workflow.version)).where(Workflow.name == name))
+    return (current or 0) + 1
+
+
+def insert_nodes(
+    session: Session,
+    workflow_id: uuid.UUID,
+    nodes: Sequence[NodeSpec],
+    dependents: dict[str, list[str]],
+    guards: dict[str, str | None],
+    first_position: int = 0,
+) -> None:
+    """Insert a workflow's nodes, numbering their positions from `first_position`."""
+    if not nodes:
+        return
+    session.execute(
+        insert(WorkflowNode),
+        [
+            {
+                "workflow_id": workflow_id,
+                "node_id": node.node_id,
+                "handler": node.handler,
+                "config": dict(node.config),
+                "dependencies": list(dict.fromkeys(node.dependencies)),
+                "dependents": dependents.get(node.node_id, []),
+                "timeout_seconds": node.timeout_seconds,
+                "retry_policy": dict(node.retry) if node.retry else None,
+                "position": first_position + i,
+                "step_order": node.step_order,
+                "trigger_rule": str(node.trigger_rule),
+                "when_expression": node.when,
+                "branch": node.branch,
+                "guard": guards.get(node.node_id),
+            }
+            for i, node in enumerate(nodes)
+        ],
+    )
+
+
+def add_dependent(session: Session, workflow_id: uuid.UUID, parents: Sequence[str], child: str) -> None:
+    """Record `child` among the dependents of each of its parents."""
+    if parents:
+        session.execute(
+            update(WorkflowNode)
+            .where(WorkflowNode.workflow_id == workflow_id, WorkflowNode.node_id.in_(parents))
+            .values(dependents=func.array_append(WorkflowNode.dependents, child))
+        )
+
+
+def nodes_of(session: Session, workflow_id: uuid.UUID) -> list[WorkflowNode]:
+    """A workflow's nodes in definition order."""
+    return list(
+        session.scalars(
+            select(WorkflowNode).where(WorkflowNode.workflow_id == workflow_id).order_by(WorkflowNode.position)
+        )
+    )
+
+
+def nodes_by_id(session: Session, workflow_id: uuid.UUID, node_ids: Sequence[str]) -> list[WorkflowNode]:
+    """The named nodes of a workflow."""
+    return list(
+        session.scalars(
+            select(WorkflowNode).where(WorkflowNode.workflow_id == workflow_id, WorkflowNode.node_id.in_(node_ids))
+        )
+    )
+
+
+def size(session: Session, workflow_id: uuid.UUID) -> tuple[int, int]:
+    """(nodes, dependencies summed over nodes) of a workflow."""
+    row = session.execute(
+        select(func.count(), func.coalesce(func.sum(func.cardinality(WorkflowNode.dependencies)), 0)).where(
+            WorkflowNode.workflow_id == workflow_id
+        )
+    ).one()
+    return row[0], row[1]
+
+
+def handlers_of(session: Session, workflow_id: uuid.UUID, node_ids: Sequence[str]) -> dict[str, str]:
+    """Node id -> handler, for the named nodes of a workflow."""
+    rows = session.execute(
+        select(WorkflowNode.node_id, WorkflowNode.handler).where(
+            WorkflowNode.workflow_id == workflow_id, WorkflowNode.node_id.in_(node_ids)
+        )
+    )
+    return {node_id: handler for node_id, handler in rows}
+
+
+def existing_node_ids(session: Session, workflow_id: uuid.UUID, node_ids: Sequence[str]) -> set[str]:
+    """Which of `node_ids` the workflow has."""
+    return set(
+        session.scalars(
+            select(WorkflowNode.node_id).where(
+                WorkflowNode.workflow_id == workflow_id, WorkflowNode.node_id.in_(node_ids)
+            )
+        )
+    )
+
+
+def previous_step_nodes(session: Session, workflow_id: uuid.UUID, step_order: int) -> list[str]:
+    """The ids of the nodes in the greatest step order below `step_order`."""
+    previous = (
+        select(func.max(WorkflowNode.step_order))
+        .where(WorkflowNode.workflow_id == workflow_id, WorkflowNode.step_order < step_order)
+        .scalar_subquery()
+    )
+    return list(
+        session.scalars(
+            select(WorkflowNode.node_id)
+            .where(WorkflowNode.workflow_id == workflow_id, WorkflowNode.step_order == previous)
+            .order_by(WorkflowNode.position)
+        )
+    )
+
+
+def latest_active(session: Session, name: str) -> Workflow | None:
+    """The highest active version of the named workflow, or None."""
+    return session.scalar(
+        select(Workflow)
+        .where(Workflow.name == name, Workflow.status == WorkflowStatus.ACTIVE)
+        .order_by(Workflow.version.desc())
+        .limit(1)
+    )
+
+
+def latest(session: Session, name: str) -> Workflow | None:
+    """The highest version of the named workflow, whatever its status, or None."""
+    return session.scalar(select(Workflow).where(Workflow.name == name).order_by(Workflow.version.desc()).limit(1))
+
+
+def page(
+    session: Session, *, status: str | None, name: str | None, limit: int, offset: int
+) -> tuple[list[Workflow], int]:
+    """Workflows, newest first, and the total that match."""
+    query = select(Workflow)
+    if status:
+        query = query.where(Workflow.status == status)
+    if name:
+        query = query.where(Workflow.name == name)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Workflow.created_at.desc(), Workflow.id).limit(limit).offset(offset))
+    return list(rows), total
+
+
+def transition(session: Session, workflow: Workflow, target: WorkflowStatus, **values: Any) -> Workflow | None:
+    """Move a workflow to `target` if the state table allows it from where it is, and
+    log it; else None. The caller holds the row lock, so `workflow.status` is current."""
+    previous = workflow.status
+    moved = session.scalar(
+        update(Workflow)
+        .where(Workflow.id == workflow.id, Workflow.status.in_(workflow_sources(target)))
+        .values(status=target, updated_at=func.now(), **values)
+        .returning(Workflow)
+    )
+    if moved is not None:
+        audit.record_workflow_event(
+            session,
+            workflow.id,
+            f"workflow.{target}",
+            f"{workflow.name} v{workflow.version}: {previous} -> {target}",
+            {"from": previous, "to": str(target)},
+        )
+    return moved

@@ -1,0 +1,1 @@
+"""Use cases. Each function owns its transaction and enqueues only after commit."""

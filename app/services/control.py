@@ -1,0 +1,222 @@
+"""Acting on executions after their trigger: cancel, retry, dead letters, scheduled
+starts and deadlines. Each takes the execution's row lock first (the global lock
+order), moves states with guarded statements, and acts on RQ only after commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.orm import Session
+
+from app.dispatch import Dispatcher, NodeJob
+from app.domain.errors import ConflictError, NotFoundError
+from app.domain.states import ExecutionStatus, NodeStatus
+from app.models import DeadLetter
+from app.repositories import audit
+from app.repositories import dead_letters as dead_letters_repo
+from app.repositories import executions as executions_repo
+from app.repositories import nodes as nodes_repo
+from app.repositories import workflows as workflows_repo
+from app.repositories.audit import LogEntry
+from app.services import choreography
+from app.services.choreography import dispatch
+from app.services.executions import ExecutionView, deadline_from_now, get_execution, start
+
+# Nodes an execution's end (cancel, deadline) stops, and those a retry runs again.
+_UNFINISHED = (
+    NodeStatus.PENDING,
+    NodeStatus.QUEUED,
+    NodeStatus.RUNNING,
+    NodeStatus.UP_FOR_RETRY,
+    NodeStatus.DEFERRED,
+)
+_RETRYABLE = (NodeStatus.FAILED, NodeStatus.UPSTREAM_FAILED, NodeStatus.CANCELLED)
+
+
+def _lock(session: Session, execution_id: uuid.UUID) -> ExecutionStatus:
+    status = executions_repo.lock(session, execution_id)
+    if status is None:
+        raise NotFoundError(f"execution {execution_id} not found")
+    return status
+
+
+def _with_workflow(session: Session, execution_id: uuid.UUID) -> tuple[Any, Any]:
+    found = executions_repo.get_with_workflow(session, execution_id)
+    if found is None:
+        raise NotFoundError(f"execution {execution_id} not found")
+    return found
+
+
+def _conflict(execution_id: uuid.UUID, status: ExecutionStatus, action: str) -> ConflictError:
+    return ConflictError(
+        f"execution {execution_id} is {status} and cannot be {action}",
+        details={"current_status": str(status)},
+    )
+
+
+def cancel(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) -> ExecutionView:
+    """Cancel an unfinished execution: its unfinished nodes are CANCELLED and running
+    ones are told to stop; a late result is dropped by the guards. Final."""
+    with session.begin():
+        status = _lock(session, execution_id)
+        if status in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
+            raise _conflict(execution_id, status, "cancelled")
+        executions_repo.transition(
+            session,
+            execution_id,
+            ExecutionStatus.CANCELLED,
+            message="execution cancelled",
+            level="warning",
+            finished_at=func.now(),
+            retry_at=None,
+        )
+        choreography.count_finished(session, execution_id, ExecutionStatus.CANCELLED)
+        stopped = _stop_nodes(session, execution_id, "execution cancelled")
+    dispatcher.stop(stopped)
+    return get_execution(session, execution_id)
+
+
+def _stop_nodes(session: Session, execution_id: uuid.UUID, reason: str) -> list[str]:
+    """Cancel the unfinished nodes; the RQ job ids of those that were running."""
+    moved = nodes_repo.finish(
+        session, execution_id, NodeStatus.CANCELLED, expected=_UNFINISHED, level="warning", details={"reason": reason}
+    )
+    return [m.rq_job_id for m in moved if m.previous == NodeStatus.RUNNING and m.rq_job_id]
+
+
+def retry(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) -> ExecutionView:
+    """Run a failed execution's failed, upstream-failed and cancelled nodes again;
+    completed ones keep their outputs. Also starts a pending automatic retry now."""
+    with session.begin():
+        status = _lock(session, execution_id)
+        if status not in (ExecutionStatus.FAILED, ExecutionStatus.RETRYING):
+            raise _conflict(execution_id, status, "retried")
+        jobs = _resume(session, execution_id, None, "retry requested")
+    dispatch(dispatcher, jobs)
+    return get_execution(session, execution_id)
+
+
+def resume_due(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) -> bool:
+    """The scheduler's automatic retry of a RETRYING execution whose time has come."""
+    with session.begin():
+        if executions_repo.lock(session, execution_id) != ExecutionStatus.RETRYING:
+            return False
+        jobs = _resume(session, execution_id, None, "automatic retry")
+    dispatch(dispatcher, jobs)
+    return True
+
+
+def _resume(session: Session, execution_id: uuid.UUID, node_ids: Collection[str] | None, reason: str) -> list[NodeJob]:
+    """FAILED -> RETRYING -> RUNNING (or just -> RUNNING from RETRYING), resetting the
+    given failed nodes (all that did not succeed when None) and settling those with
+    nothing left to wait for. The caller holds the execution lock."""
+    execution, workflow = _with_workflow(session, execution_id)
+    if execution.status == ExecutionStatus.FAILED:
+        executions_repo.transition(session, execution_id, ExecutionStatus.RETRYING, message=reason)
+    to_reset = node_ids if node_ids is not None else nodes_repo.ids_with_status(session, execution_id, _RETRYABLE)
+    reset = nodes_repo.reset(session, execution_id, workflow.id, to_reset, details={"reason": reason})
+    # A node running again is no longer dead: its letters go (a new one comes if it fails again).
+    dead_letters_repo.remove_for_nodes(session, execution_id, [r.node_id for r in reset])
+    if execution.status != ExecutionStatus.RUNNING:
+        executions_repo.transition(
+            session,
+            execution_id,
+            ExecutionStatus.RUNNING,
+            message=f"execution resumed: {reason} ({len(reset)} node(s) to run again)",
+            attempt=execution.attempt + 1,
+            error=None,
+            finished_at=None,
+            retry_at=None,
+            deadline_at=deadline_from_now(workflow.timeout_seconds),
+        )
+    executions_repo.recount(session, execution_id)
+    return choreography.advance(session, execution_id, workflow.id, [], ready=reset)
+
+
+def retry_dead_letter(session: Session, dispatcher: Dispatcher, dead_letter_id: uuid.UUID) -> ExecutionView:
+    """Run a dead-lettered node again, with the descendants its failure held back; the
+    execution resumes. The dead letter is removed (a new one is written if it fails again)."""
+    with session.begin():
+        letter = dead_letters_repo.get(session, dead_letter_id)
+        if letter is None:
+            raise NotFoundError(f"dead letter {dead_letter_id} not found")
+        status = _lock(session, letter.execution_id)
+        if status not in (ExecutionStatus.FAILED, ExecutionStatus.RETRYING, ExecutionStatus.RUNNING):
+            raise _conflict(letter.execution_id, status, "resumed")
+        held_back = _held_back_by(session, letter, status)
+        if not held_back:
+            raise ConflictError(
+                f"node {letter.node_id!r} is no longer FAILED", details={"execution_id": str(letter.execution_id)}
+            )
+        jobs = _resume(session, letter.execution_id, held_back, f"dead letter {dead_letter_id} retried")
+        dead_letters_repo.remove(session, dead_letter_id)
+        audit.record(
+            session,
+            [
+                LogEntry(
+                    letter.execution_id,
+                    "dead_letter.retried",
+                    f"dead letter {dead_letter_id} retried: node {letter.node_id} runs again",
+                    letter.node_id,
+                    details={"dead_letter_id": str(dead_letter_id), "nodes": sorted(held_back)},
+                )
+            ],
+        )
+    dispatch(dispatcher, jobs)
+    return get_execution(session, letter.execution_id)
+
+
+def _held_back_by(session: Session, letter: DeadLetter, status: ExecutionStatus) -> set[str]:
+    """The dead-lettered node, if still FAILED, and its UPSTREAM_FAILED descendants reached
+    through UPSTREAM_FAILED nodes only; in a FAILED execution also the nodes its deadline
+    cancelled, which would otherwise never run."""
+    if letter.node_id not in nodes_repo.ids_with_status(session, letter.execution_id, [NodeStatus.FAILED]):
+        return set()
+    cancelled = set()
+    if status != ExecutionStatus.RUNNING:
+        cancelled = set(nodes_repo.ids_with_status(session, letter.execution_id, [NodeStatus.CANCELLED]))
+    upstream_failed = set(nodes_repo.ids_with_status(session, letter.execution_id, [NodeStatus.UPSTREAM_FAILED]))
+    dependents = {n.node_id: n.dependents for n in workflows_repo.nodes_of(session, letter.workflow_id)}
+    found = {letter.node_id}
+    todo = deque([letter.node_id])
+    while todo:
+        for child in dependents.get(todo.popleft(), []):
+            if child in upstream_failed and child not in found:
+                found.add(child)
+                todo.append(child)
+    return found | cancelled
+
+
+def start_scheduled(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) -> bool:
+    """Start a PENDING execution whose scheduled time has come."""
+    with session.begin():
+        if executions_repo.lock(session, execution_id) != ExecutionStatus.PENDING:
+            return False
+        _, workflow = _with_workflow(session, execution_id)
+        jobs = start(session, execution_id, workflow)
+    dispatch(dispatcher, jobs)
+    return True
+
+
+def expire_deadline(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) -> bool:
+    """A RUNNING execution past its deadline fails with reason `timeout`: running nodes
+    are stopped, unfinished ones CANCELLED. Automatic retries still apply."""
+    with session.begin():
+        if executions_repo.lock(session, execution_id) != ExecutionStatus.RUNNING:
+            return False
+        execution, workflow = _with_workflow(session, execution_id)
+        if execution.deadline_at is None or not executions_repo.is_past(session, execution.deadline_at):
+            return False  # resumed with a new deadline since the scheduler looked
+        stopped = _stop_nodes(session, execution_id, "execution deadline passed")
+        error: dict[str, Any] = {
+            "reason": "timeout",
+            "message": f"the execution ran past its {workflow.timeout_seconds}s deadline",
+        }
+        choreography.fail_execution(session, execution_id, error)
+    dispatcher.stop(stopped)
+    return True

@@ -1,0 +1,280 @@
+"""Use cases for executions: trigger (idempotently), start, and read back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.orm import Session
+
+from app import metrics
+from app.dispatch import Dispatcher, NodeJob
+from app.domain.errors import ConflictError, IdempotencyKeyMismatchError, NotFoundError
+from app.domain.states import NODE_FINISHED, ExecutionStatus, NodeStatus, WorkflowStatus
+from app.models import Execution, NodeExecution, Workflow, WorkflowNode
+from app.repositories import audit
+from app.repositories import executions as executions_repo
+from app.repositories import nodes as nodes_repo
+from app.repositories import workflows as workflows_repo
+from app.repositories.audit import LogEntry
+from app.services import choreography
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TriggerRequest:
+    workflow_id: uuid.UUID | None = None
+    workflow_name: str | None = None
+    input: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    correlation_id: str | None = None
+    scheduled_at: datetime | None = None  # start then, not now (a past time starts at once)
+    max_retries: int = 0  # automatic retries of the whole execution if it fails
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the request's meaning: the same body in any key order hashes the same."""
+        body = {
+            "workflow_id": str(self.workflow_id) if self.workflow_id else None,
+            "workflow_name": self.workflow_name,
+            "input_data": self.input,
+            "scheduled_at": self.scheduled_at.isoformat() if self.scheduled_at else None,
+            "max_retries": self.max_retries,
+        }
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ExecutionView:
+    execution: Execution
+    workflow: Workflow
+    created: bool = False
+    nodes: list[NodeExecution] | None = None
+
+    @property
+    def progress(self) -> dict[str, Any] | None:
+        """Node counts by status and the percent finished (None without the nodes)."""
+        if self.nodes is None:
+            return None
+        counts = {status.value.lower(): 0 for status in NodeStatus}
+        for node in self.nodes:
+            counts[node.status.lower()] += 1
+        total = len(self.nodes)
+        finished = sum(1 for node in self.nodes if node.status in NODE_FINISHED)
+        return {"total": total, **counts, "percent": round(100 * finished / total, 1) if total else 100.0}
+
+
+def trigger(session: Session, dispatcher: Dispatcher, request: TriggerRequest) -> ExecutionView:
+    """Create and start an execution, or return the one this idempotency key already made."""
+    with session.begin():
+        replayed = _replay(session, request)
+        if replayed is not None:
+            return replayed
+        workflow = _runnable_workflow(session, request)
+        nodes = workflows_repo.nodes_of(session, workflow.id)
+        execution_id = executions_repo.insert_unless_key_exists(session, _execution_row(workflow, request, len(nodes)))
+        if execution_id is None:  # a twin with the same key committed while we waited on the index
+            replayed = _replay(session, request)
+            if replayed is None:
+                raise ConflictError("the idempotency key is taken by an execution being deleted; retry")
+            return replayed
+        jobs = _create_nodes_and_start(session, execution_id, workflow, nodes, request)
+        name = workflow.name
+        metrics.after_commit(session, lambda: metrics.EXECUTIONS_STARTED.labels(name).inc())
+        execution = session.get(Execution, execution_id, populate_existing=True)
+    choreography.dispatch(dispatcher, jobs)
+    return ExecutionView(execution, workflow, created=True)
+
+
+def _replay(session: Session, request: TriggerRequest) -> ExecutionView | None:
+    """The execution this request's idempotency key already made, if any.
+
+    Looked up before the workflow's status is checked, so a replay still
+    answers after the workflow is archived. By name, the key covers every
+    version of the name: a retried request must not run again because a new
+    version was activated in between; an advisory lock on (name, key) makes
+    the lookup and the insert that may follow one step.
+    """
+    key = request.idempotency_key
+    if not key:
+        return None
+    if request.workflow_id is not None:
+        found = executions_repo.by_key(session, request.workflow_id, key)
+    else:
+        executions_repo.lock_name_and_key(session, request.workflow_name or "", key)
+        found = executions_repo.by_name_and_key(session, request.workflow_name or "", key)
+    if found is None:
+        return None
+    execution, workflow = found
+    if execution.request_fingerprint != request.fingerprint():
+        raise IdempotencyKeyMismatchError(
+            f"idempotency key {key!r} was already used with a different request body",
+            details={"execution_id": str(execution.id)},
+        )
+    if execution.status == ExecutionStatus.CANCELLED:
+        # Cancelling is final: say so rather than hand back a run that will never happen.
+        raise ConflictError(
+            f"the execution for idempotency key {key!r} was cancelled",
+            details={"execution_id": str(execution.id), "current_status": execution.status},
+        )
+    return ExecutionView(execution, workflow, created=False)
+
+
+def _execution_row(workflow: Workflow, request: TriggerRequest, node_count: int) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "workflow_id": workflow.id,
+        "status": ExecutionStatus.PENDING,
+        "idempotency_key": request.idempotency_key,
+        "request_fingerprint": request.fingerprint() if request.idempotency_key else None,
+        "input": request.input,
+        "correlation_id": request.correlation_id,
+        "nodes_total": node_count,
+        "nodes_unfinished": node_count,
+        "scheduled_at": request.scheduled_at,
+        "max_retries": request.max_retries,
+    }
+
+
+def _create_nodes_and_start(
+    session: Session,
+    execution_id: uuid.UUID,
+    workflow: Workflow,
+    nodes: Sequence[WorkflowNode],
+    request: TriggerRequest,
+) -> list[NodeJob]:
+    audit.record(
+        session,
+        [
+            LogEntry(
+                execution_id,
+                "execution.created",
+                f"execution of {workflow.name} v{workflow.version} created",
+                details={"idempotency_key": request.idempotency_key, "nodes": len(nodes)},
+            )
+        ],
+    )
+    nodes_repo.insert_many(
+        session,
+        [
+            {
+                "id": uuid.uuid4(),
+                "execution_id": execution_id,
+                "node_id": node.node_id,
+                "status": NodeStatus.PENDING,
+                "remaining_deps": len(node.dependencies),
+            }
+            for node in nodes
+        ],
+    )
+    if request.scheduled_at is not None and request.scheduled_at > datetime.now(UTC):
+        audit.record(
+            session,
+            [
+                LogEntry(
+                    execution_id,
+                    "execution.scheduled",
+                    f"execution scheduled to start at {request.scheduled_at.isoformat()}",
+                    details={"scheduled_at": request.scheduled_at.isoformat()},
+                )
+            ],
+        )
+        return []
+    return start(session, execution_id, workflow)
+
+
+def _runnable_workflow(session: Session, request: TriggerRequest) -> Workflow:
+    if request.workflow_id is not None:
+        # FOR SHARE: an archive waits for this trigger to commit, so no run starts after it.
+        workflow = session.get(Workflow, request.workflow_id, with_for_update={"read": True})
+        if workflow is None:
+            raise NotFoundError(f"workflow {request.workflow_id} not found")
+    else:
+        workflow = workflows_repo.latest_active(session, request.workflow_name or "")
+        if workflow is None:
+            if workflows_repo.latest(session, request.workflow_name) is None:
+                raise NotFoundError(f"workflow {request.workflow_name!r} not found")
+            raise ConflictError(f"workflow {request.workflow_name!r} has no active version; activate one first")
+        session.refresh(workflow, with_for_update={"read": True})
+    if workflow.status != WorkflowStatus.ACTIVE:
+        raise ConflictError(
+            f"workflow {workflow.name!r} v{workflow.version} is {workflow.status}; only an active workflow runs",
+            details={"current_status": workflow.status},
+        )
+    return workflow
+
+
+def start(session: Session, execution_id: uuid.UUID, workflow: Workflow) -> list[NodeJob]:
+    """PENDING -> RUNNING (its deadline counting from now), then settle the root nodes
+    like any other (a root may have a `when`); the jobs to enqueue after commit."""
+    moved = executions_repo.transition(
+        session,
+        execution_id,
+        ExecutionStatus.RUNNING,
+        message="execution started",
+        started_at=func.now(),
+        deadline_at=deadline_from_now(workflow.timeout_seconds),
+    )
+    if moved is None:
+        return []  # started or cancelled by someone else: their move, not ours
+    roots = nodes_repo.root_states(session, execution_id, workflow.id)
+    return choreography.advance(session, execution_id, workflow.id, [], ready=roots)
+
+
+def deadline_from_now(seconds: int | None) -> Any:
+    """SQL for now + seconds, or None for no deadline."""
+    return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, seconds) if seconds else None
+
+
+def get_execution(session: Session, execution_id: uuid.UUID) -> ExecutionView:
+    """An execution with each node's state."""
+    with session.begin():
+        found = executions_repo.get_with_workflow(session, execution_id)
+        if found is None:
+            raise NotFoundError(f"execution {execution_id} not found")
+        return ExecutionView(found[0], found[1], nodes=nodes_repo.of_execution(session, execution_id))
+
+
+def get_results(session: Session, execution_id: uuid.UUID) -> tuple[ExecutionView, dict[str, Any]]:
+    """An execution and the output of each completed node."""
+    with session.begin():
+        found = executions_repo.get_with_workflow(session, execution_id)
+        if found is None:
+            raise NotFoundError(f"execution {execution_id} not found")
+        return ExecutionView(found[0], found[1]), nodes_repo.outputs(session, execution_id)
+
+
+def list_executions(
+    session: Session, *, workflow_id: uuid.UUID | None, status: str | None, limit: int, offset: int
+) -> tuple[list[ExecutionView], int]:
+    """A page of executions, newest first, and the total that match."""
+    with session.begin():
+        rows, total = executions_repo.page(session, workflow_id=workflow_id, status=status, limit=limit, offset=offset)
+        return [ExecutionView(e, w) for e, w in rows], total
+
+
+def get_logs(
+    session: Session,
+    execution_id: uuid.UUID,
+    *,
+    min_level: str,
+    node_id: str | None,
+    since: datetime | None,
+    after_id: int | None,
+    limit: int,
+) -> list[Any]:
+    """A page of the execution's log, oldest first."""
+    with session.begin():
+        if session.get(Execution, execution_id) is None:
+            raise NotFoundError(f"execution {execution_id} not found")
+        return audit.logs(
+            session, execution_id, min_level=min_level, node_id=node_id, since=since, after_id=after_id, limit=limit
+        )

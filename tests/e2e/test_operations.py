@@ -1,0 +1,105 @@
+"""Tracing, metrics and readiness, as an operator sees them."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import port_for
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app
+from app.config import Settings
+from tests.support import WorkerPool, wait_for
+
+
+def test_a_correlation_id_travels_from_the_trigger_to_the_workers_and_the_logs(
+    client: FlaskClient,
+    workers: WorkerPool,
+    define: Callable[..., dict[str, Any]],
+    finish: Callable[..., dict[str, Any]],
+) -> None:
+    workflow = define([{"id": "a", "handler": "noop"}, {"id": "b", "handler": "log", "dependencies": ["a"],
+                                                       "config": {"message": "hello {who}"}}])  # fmt: skip
+    cid = f"trace-{workflow['id'][:8]}"
+    response = client.post(
+        "/api/v1/executions",
+        json={"workflow_id": workflow["id"], "input_data": {"who": "ops"}},
+        headers={"X-Correlation-ID": cid},
+    )
+    assert response.headers["X-Correlation-ID"] == cid and response.json["correlation_id"] == cid
+    detail = finish(response.json["id"])
+    rows = client.get(f"/api/v1/executions/{detail['id']}/logs", query_string={"limit": 1000}).json["items"]
+    assert rows and {r["correlation_id"] for r in rows} == {cid}  # the workers' rows too
+
+    def worker_lines() -> list[dict[str, Any]]:
+        lines = []
+        for path in workers.log_dir.glob("worker-*.log"):
+            for line in path.read_text(errors="replace").splitlines():
+                if cid in line and line.startswith("{"):
+                    lines.append(json.loads(line))
+        return lines
+
+    lines = wait_for(lambda: len(worker_lines()) >= 2 and worker_lines(), timeout=10)
+    assert {line["correlation_id"] for line in lines} == {cid}
+    assert {line["node_id"] for line in lines} >= {"a", "b"} and {line["execution_id"] for line in lines} == {
+        detail["id"]
+    }
+
+
+def test_a_correlation_id_is_made_when_absent_or_unusable(client: FlaskClient) -> None:
+    made = client.get("/api/v1/workflows").headers["X-Correlation-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", made)
+    replaced = client.get("/api/v1/workflows", headers={"X-Correlation-ID": "has spaces"}).headers["X-Correlation-ID"]
+    assert replaced != "has spaces" and re.fullmatch(r"[0-9a-f]{32}", replaced)
+    assert client.get("/nowhere").headers["X-Correlation-ID"]  # errors carry one too
+
+
+def test_metrics_expose_the_series_after_a_run(
+    client: FlaskClient, define: Callable[..., dict[str, Any]], run: Callable[..., dict[str, Any]]
+) -> None:
+    workflow = define([{"id": "a", "handler": "noop"}, {"id": "b", "handler": "fail", "dependencies": ["a"]}])
+    run(workflow["id"])
+    name = workflow["name"]
+
+    def scraped() -> str | None:
+        text = client.get("/metrics").get_data(as_text=True)
+        return text if f'stepwise_executions_finished_total{{status="FAILED",workflow="{name}"}}' in text else None
+
+    text = wait_for(scraped, timeout=10)
+    assert f'stepwise_executions_started_total{{workflow="{name}"}} 1.0' in text
+    assert re.search(r'stepwise_http_requests_total\{method="POST",route="/api/v1/executions",status="201"\} \d', text)
+    assert re.search(r'stepwise_http_request_duration_seconds_bucket\{le="0.005",method="GET"', text)
+    # counted in the worker processes, shown here through the shared directory
+    assert re.search(r'stepwise_node_duration_seconds_count\{handler="noop",outcome="completed"\} \d', text)
+    assert re.search(r'stepwise_dead_letters_total\{category="handler_error",handler="fail"\} \d', text)
+    assert "stepwise_queue_depth{queue=" in text and "stepwise_scheduler_lag_seconds " in text
+
+
+def test_ready_turns_503_when_redis_stops_and_200_when_it_is_back(settings: Settings, tmp_path: Any) -> None:
+    port = port_for.get_port(None)
+    server = [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+              "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]  # fmt: skip
+    process = subprocess.Popen(server, stdout=subprocess.DEVNULL)
+    try:
+        app: Flask = create_app(replace(settings, redis_url=f"redis://127.0.0.1:{port}/0"))
+        client = app.test_client()
+        wait_for(lambda: client.get("/ready").status_code == 200, timeout=10)
+        process.terminate()
+        process.wait(10)
+        down = client.get("/ready")
+        assert down.status_code == 503
+        assert down.json["redis"].startswith("down") and down.json["database"] == "ok"
+        assert client.get("/health").status_code == 200  # alive all the same
+        process = subprocess.Popen(server, stdout=subprocess.DEVNULL)
+        back = wait_for(lambda: (r := client.get("/ready")).status_code == 200 and r, timeout=10)
+        assert back.json["redis"] == "ok"
+    finally:
+        process.terminate()
+        process.wait(10)

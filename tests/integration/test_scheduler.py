@@ -1,0 +1,141 @@
+"""The scheduler's ticks against the real database and Redis, without workers."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+
+from redis import Redis
+from rq.job import Job
+from sqlalchemy import select, text, update
+
+from app.domain.dag import NodeSpec
+from app.models import Execution, ExecutionLog, NodeExecution
+from app.runtime import Runtime
+from app.services import executions, node_runs, scheduler
+from app.services.executions import ExecutionView
+
+FAST = scheduler.SchedulerSettings(interval_seconds=0.05, queued_grace_seconds=0, worker_lost_seconds=3600)
+
+
+def idle_runtime(runtime: Runtime) -> Runtime:
+    """The test database and Redis, with a queue no worker reads."""
+    return Runtime.from_settings(replace(runtime.settings, queue_name=f"idle-{uuid.uuid4().hex}"))
+
+
+def test_finished_executions_past_retention_are_purged_with_their_rows(
+    runtime: Runtime, start_execution: Callable[..., ExecutionView]
+) -> None:
+    old = start_execution([NodeSpec("a", "noop")])
+    recent = start_execution([NodeSpec("a", "noop")])
+    with runtime.sessions() as s, s.begin():
+        s.execute(
+            update(Execution)
+            .where(Execution.id.in_([old.execution.id, recent.execution.id]))
+            .values(status="COMPLETED", finished_at=text("now() - interval '8 days'"))
+        )
+        s.execute(update(Execution).where(Execution.id == recent.execution.id).values(finished_at=text("now()")))
+    scheduler.tick(idle_runtime(runtime), FAST)
+    with runtime.sessions() as s, s.begin():
+        assert s.get(Execution, old.execution.id) is None
+        assert s.get(Execution, recent.execution.id) is not None
+        assert not s.scalars(select(NodeExecution.id).where(NodeExecution.execution_id == old.execution.id)).all()
+        assert not s.scalars(select(ExecutionLog.id).where(ExecutionLog.execution_id == old.execution.id)).all()
+
+
+def test_a_queued_node_whose_job_is_gone_is_enqueued_again_once(runtime: Runtime, node_rows, start_execution) -> None:
+    rt = idle_runtime(runtime)
+    with rt.sessions() as s:
+        view = executions.trigger(s, rt.dispatcher, executions.TriggerRequest(workflow_id=_workflow(start_execution)))
+    row = node_rows(view.execution.id)["a"]
+    redis = Redis.from_url(runtime.settings.redis_url)
+    redis.delete(Job.key_for(row.rq_job_id))  # as if Redis had lost it
+    assert rt.dispatcher.lost([row.rq_job_id]) == {row.rq_job_id}
+    assert scheduler.tick(rt, FAST).get("requeued") == 1
+    assert rt.dispatcher.lost([row.rq_job_id]) == set()
+    assert rt.dispatcher.queue.job_ids.count(row.rq_job_id) >= 1
+    assert scheduler.tick(rt, FAST).get("requeued") is None  # it exists now: left alone
+    with runtime.sessions() as s, s.begin():
+        events = s.scalars(
+            select(ExecutionLog.event).where(
+                ExecutionLog.execution_id == view.execution.id, ExecutionLog.node_id == "a"
+            )
+        ).all()
+    assert events.count("node.requeued") == 1
+
+
+def _workflow(start_execution: Callable[..., ExecutionView]) -> uuid.UUID:
+    return start_execution([NodeSpec("a", "noop")]).workflow.id
+
+
+def test_a_due_retry_is_queued_as_the_next_attempt(runtime: Runtime, node_rows, start_execution) -> None:
+    rt = idle_runtime(runtime)
+    with rt.sessions() as s:
+        view = executions.trigger(s, rt.dispatcher, executions.TriggerRequest(workflow_id=_workflow(start_execution)))
+        node = node_runs.claim_node(s, node_rows(view.execution.id)["a"].id, 1, "w")
+        failure = node_runs.Failure("Boom", "handler_error", "boom", retryable=True, retry_after=0)
+        assert node_runs.fail_node(s, rt.dispatcher, node, failure)
+    assert node_rows(view.execution.id)["a"].status == "UP_FOR_RETRY"
+    assert scheduler.tick(rt, FAST).get("retried") == 1
+    row = node_rows(view.execution.id)["a"]
+    assert (row.status, row.attempt, row.not_before) == ("QUEUED", 2, None)
+    assert f"node-{row.id.hex}-2" in rt.dispatcher.queue.job_ids
+
+
+PRIVATE_LOCK = 424_242  # not the real scheduler's, which may be running beside these tests
+
+
+def _leaders(runtime: Runtime) -> int:
+    with runtime.engine.connect() as conn:
+        return conn.execute(
+            text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :key AND granted"),
+            {"key": PRIVATE_LOCK},
+        ).scalar_one()
+
+
+def test_only_one_scheduler_leads(runtime: Runtime) -> None:
+    stop = threading.Event()
+    settings = replace(FAST, leader_lock=PRIVATE_LOCK)
+    threads = [threading.Thread(target=scheduler.run, args=(idle_runtime(runtime), settings, stop)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(50):
+            if _leaders(runtime):
+                break
+            stop.wait(0.1)
+        stop.wait(0.5)  # the others have had their tries
+        assert _leaders(runtime) == 1
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert _leaders(runtime) == 0  # a stopping leader lets go
+
+
+def test_a_failing_tick_lets_go_of_the_lock_and_leads_again(runtime: Runtime, monkeypatch) -> None:
+    calls = {"n": 0}
+    real_tick = scheduler.tick
+
+    def flaky_tick(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a tick that blows up")
+        return real_tick(*args, **kwargs)
+
+    monkeypatch.setattr(scheduler, "tick", flaky_tick)
+    stop = threading.Event()
+    settings = replace(FAST, leader_lock=PRIVATE_LOCK + 1, interval_seconds=0.02)
+    thread = threading.Thread(target=scheduler.run, args=(idle_runtime(runtime), settings, stop))
+    thread.start()
+    try:
+        for _ in range(100):
+            if calls["n"] >= 3:
+                break
+            stop.wait(0.05)
+        assert calls["n"] >= 3  # it did not die with the first error
+    finally:
+        stop.set()
+        thread.join(10)

@@ -1,0 +1,1 @@
+"""RQ entry points: the job that runs a node, and the worker process."""
