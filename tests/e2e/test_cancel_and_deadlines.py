@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 
 from app.config import Settings
 from tests.e2e.conftest import runs
+from tests.support import wait_for
 
 
 def test_cancel_during_a_long_node_stops_it_and_is_final(
@@ -28,7 +29,7 @@ def test_cancel_during_a_long_node_stops_it_and_is_final(
     )
     execution = trigger(workflow["id"], idempotency_key=f"cancel-{workflow['id']}")
     wait_node(execution["id"], "long", "RUNNING")
-    time.sleep(0.3)  # well inside the handler
+    wait_for(lambda: runs(settings.redis_url, execution["id"], "long"), timeout=10, interval=0.01)  # inside the handler
     cancelled_at = time.time()
     response = client.post(f"/api/v1/executions/{execution['id']}/cancel")
     assert response.status_code == 200
@@ -38,8 +39,6 @@ def test_cancel_during_a_long_node_stops_it_and_is_final(
     def handler_ended() -> float | None:
         ends = [at for what, _, at in runs(settings.redis_url, execution["id"], "long") if what == "end"]
         return ends[0] if ends else None
-
-    from tests.support import wait_for
 
     ended_at = wait_for(handler_ended, timeout=10)
     assert ended_at - cancelled_at < 5  # RQ's stop-job reached the handler; it did not sleep 30 s

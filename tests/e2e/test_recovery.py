@@ -68,6 +68,8 @@ def test_kill_9_of_a_worker_mid_node_and_the_execution_still_completes(
     )
     execution = side_queue.client.post("/api/v1/executions", json={"workflow_id": workflow["id"]}).json
     wait_node(execution["id"], "work", "RUNNING")
+    # RUNNING is set when the worker claims the node; kill it only once the handler is inside.
+    wait_for(lambda: runs(settings.redis_url, execution["id"], "work"), timeout=10, interval=0.01)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(5)
     # The scheduler notices the silent worker, fails the attempt as retryable, and
