@@ -9,7 +9,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from app import migrate
+from app import metrics, migrate
 from app.domain.errors import StepwiseError
 from app.domain.roles import Role
 from app.services import api_keys, scheduler
@@ -36,6 +36,8 @@ def scheduler_command() -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port)
     scheduler.run(
         rt,
         scheduler.SchedulerSettings(

@@ -53,6 +53,9 @@ class Settings:
     rate_limit_trigger: str = "300/minute"  # per key, on POST /api/v1/executions, on top
     max_body_bytes: int = 1024 * 1024
     metrics_require_key: bool = False  # /metrics for any valid key rather than anyone
+    # A worker or the scheduler serves its own /metrics here (0: off), for deployments
+    # where it does not share PROMETHEUS_MULTIPROC_DIR with the API (separate containers).
+    metrics_port: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

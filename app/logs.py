@@ -46,3 +46,5 @@ def configure(level: str = "INFO", stream: object = None) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
+    # Alembic announces each of its plugins at INFO whenever it loads; that is noise.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

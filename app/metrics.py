@@ -21,6 +21,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -128,6 +129,17 @@ def _breaker(rt: Any) -> Any:
     from app.handlers.outbound import CircuitBreaker
 
     return CircuitBreaker(rt.redis, rt.settings.circuit_failure_threshold, rt.settings.circuit_cooldown_seconds)
+
+
+def serve(port: int) -> None:
+    """Serve this process's series (with its forked children's, through the multiprocess
+    directory) on PORT, from a daemon thread: for a worker or scheduler that does not share
+    its metrics directory with the API."""
+    registry: CollectorRegistry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, registry=registry)
 
 
 def exposition(runtime: Any) -> tuple[bytes, str]:

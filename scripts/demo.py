@@ -12,7 +12,19 @@ from pathlib import Path
 from typing import Any
 
 BASE = f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def api_key() -> str:
+    """STEPWISE_API_KEY, else the admin key `make run` made."""
+    key = os.environ.get("STEPWISE_API_KEY")
+    if key:
+        return key
+    try:
+        return (ROOT / ".data" / "admin.key").read_text().strip()
+    except FileNotFoundError:
+        raise SystemExit("no API key: start the stack with `make run`, or set STEPWISE_API_KEY") from None
 
 
 def call(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -20,7 +32,7 @@ def call(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str
         BASE + path,
         method=method,
         data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key()}"},
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:

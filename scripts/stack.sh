@@ -91,7 +91,9 @@ with rt.sessions() as session:
     sys.exit(0 if api_keys.authenticate(session, sys.argv[1]) else 1)
 PY
   then
-    "$BIN/flask" --app app keys create --name "local-admin-$(date +%s)" --role admin --quiet > "$DATA/admin.key"
+    # --quiet prints the key alone; log lines, if any, also go to stdout, so keep only the key.
+    "$BIN/flask" --app app keys create --name "local-admin-$(date +%s)" --role admin --quiet \
+      | grep -E '^sw_' > "$DATA/admin.key"
     chmod 600 "$DATA/admin.key"
   fi
 }

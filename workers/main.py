@@ -16,7 +16,7 @@ from rq import Queue
 from rq.worker import SimpleWorker, Worker
 from sqlalchemy import text
 
-from app import logs
+from app import logs, metrics
 from app.config import Settings
 from app.repositories import workers as workers_repo
 from app.runtime import Runtime
@@ -119,6 +119,8 @@ def main() -> None:
     rt = tasks.runtime()
     if "--check" in sys.argv[1:]:
         sys.exit(check(rt))
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port)
     worker_class = WORKER_CLASSES[settings.worker_class]
     worker = worker_class([Queue(settings.queue_name, connection=rt.redis)], connection=rt.redis)
     worker.rt = rt

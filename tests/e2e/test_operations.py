@@ -6,6 +6,8 @@ import json
 import re
 import shutil
 import subprocess
+import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -103,3 +105,34 @@ def test_ready_turns_503_when_redis_stops_and_200_when_it_is_back(settings: Sett
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_a_worker_on_its_own_serves_its_metrics_on_metrics_port(
+    settings: Settings, workers: WorkerPool, authorized: Callable[[Flask], FlaskClient]
+) -> None:
+    # As in a container of its own: no metrics directory shared with the API.
+    queue = f"metrics-{uuid.uuid4().hex[:8]}"
+    client = authorized(create_app(replace(settings, queue_name=queue)))
+    port = port_for.get_port(None)
+    (worker,) = workers.start(1, QUEUE_NAME=queue, METRICS_PORT=str(port), PROMETHEUS_MULTIPROC_DIR="")
+    name = f"own-metrics-{queue}"
+    workflow = client.post(
+        "/api/v1/workflows", json={"name": name, "activate": True, "nodes": [{"id": "a", "handler": "noop"}]}
+    ).json
+    execution = client.post("/api/v1/executions", json={"workflow_id": workflow["id"]}).json
+
+    def scraped() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        finished = f'stepwise_executions_finished_total{{status="COMPLETED",workflow="{name}"}} 1.0'
+        return text if finished in text else None
+
+    text = wait_for(scraped, timeout=15)
+    # only what this process counted: one noop node, one execution
+    assert 'stepwise_node_duration_seconds_count{handler="noop",outcome="completed"} 1.0' in text
+    assert client.get(f"/api/v1/executions/{execution['id']}").json["status"] == "COMPLETED"
+    worker.terminate()
+    worker.wait(10)
