@@ -179,3 +179,14 @@ def test_413_415_and_400_in_the_error_shape(settings: Settings, authorized: Call
     assert broken.status_code == 400 and "line 1 column" in broken.json["message"]
     # a POST without a body needs no content type
     assert client.post("/api/v1/executions/00000000-0000-0000-0000-000000000000/cancel").status_code == 404
+
+
+def test_auth_disabled_lets_anyone_act_as_admin_and_says_so_loudly(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = create_app(replace(settings, auth_disabled=True))
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "AUTH_DISABLED" in line]
+    assert warnings and '"level": "WARNING"' in warnings[0]
+    client = app.test_client()
+    assert client.get("/api/v1/admin/keys").status_code == 200  # no key, admin role
+    assert create_app(settings).test_client().get("/api/v1/admin/keys").status_code == 401
