@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -46,6 +47,9 @@ class Workflow(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     # A deadline for each execution, from its start: past it, the execution fails.
     timeout_seconds: Mapped[int | None]
+    # Submitted with its run through the peers' API (POST /workflow): never the version
+    # a trigger by name picks.
+    adhoc: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -119,6 +123,8 @@ class Execution(Base):
     max_retries: Mapped[int] = mapped_column(default=0)
     retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Outbound handlers (http, llm) answer with a synthetic response instead of calling out.
+    dry_run: Mapped[bool] = mapped_column(default=False, server_default=false())
     deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

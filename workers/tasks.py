@@ -154,10 +154,11 @@ def _run_handler(rt: Runtime, session: Any, node: node_runs.ClaimedNode, attempt
         node.correlation_id,
         services=handler_services(),
         woke_from=node.woke_from,
+        dry_run=node.dry_run,
     )
     try:
         with current.in_handler():
-            output = _as_output(registry.get(node.handler).func(_config(session, node), ctx))
+            output = _as_output(registry.get(node.handler).run(_config(session, node), ctx))
     except NodeStopped:
         log.info("node %s of execution %s stopped: cancelled", node.node_id, node.execution_id)
         node_runs.record_late_logs(session, node, ctx.logs)  # PostgreSQL already says CANCELLED

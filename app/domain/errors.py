@@ -1,6 +1,7 @@
 """The engine's exceptions. The API maps each to one HTTP status in one place.
 
 * StepwiseError
+  x ForbiddenError (403): the caller's role does not allow this, as things stand
   x NotFoundError (404)
   x ConflictError (409): the resource is not in a state that allows the request
     · InvalidTransitionError
@@ -50,6 +51,11 @@ class StepwiseError(Exception):
         self.message = message
         self.problems = problems or []
         self.details = details or {}
+
+
+class ForbiddenError(StepwiseError):
+    status_code = 403
+    code = "forbidden"
 
 
 class NotFoundError(StepwiseError):

@@ -56,11 +56,39 @@ def encode_body(config: dict[str, Any]) -> tuple[bytes | None, dict[str, str]]:
     return json.dumps(value).encode(), {"Content-Type": "application/json"}
 
 
+def synthetic_response(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    """A dry run's answer: the first expected status (else 200) and a body that echoes the
+    request that was not sent, so the wiring downstream can be checked."""
+    sent = (
+        config["json"]
+        if config["json"] is not None
+        else config["text"]
+        if config["text"] is not None
+        else config["body"]
+    )
+    echo: dict[str, Any] = {"dry_run": True, "method": config["method"], "url": config["url"]}
+    if config["params"]:
+        echo["params"] = config["params"]
+    if sent is not None:
+        echo["request_body"] = sent
+    return {
+        "status_code": (config["expected_status"] or [200])[0],
+        "headers": {"content-type": "application/json"},
+        "body": echo,
+        "elapsed_ms": 0.0,
+        "url": config["url"],
+        "dry_run": True,
+    }
+
+
 @handler(
     "http_request",
     schema=HttpConfig,
     aliases=("call_external_service",),
     retry_policy=RetryPolicy(max_attempts=3, backoff_seconds=1.0, max_backoff_seconds=30.0),
+    dry_run=synthetic_response,
+    # The peers' templates read a response as `{{ A.data }}` or `{{ fetch.result }}`.
+    output_aliases={"data": "body", "result": "body"},
 )
 def http_request(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """Calls an HTTP endpoint; outputs the status, headers, parsed body and time taken."""

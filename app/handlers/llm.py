@@ -8,6 +8,7 @@ defined, but its nodes fail for good, saying what to set.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,11 +28,29 @@ class LlmConfig(ma.Schema):
     max_tokens = ma.fields.Integer(allow_none=True, load_default=None, validate=ma.validate.Range(min=1, max=200_000))
 
 
+def synthetic_completion(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    """A dry run's answer; no endpoint needs to be configured. The text is one plain token,
+    so a template that puts it in a URL (as peer-c's examples do) still makes a valid one;
+    the prompt that would have been sent is in the output beside it."""
+    text = "dry-run-answer-" + re.sub(r"[^A-Za-z0-9._-]+", "-", config["model"])
+    return {
+        "text": text,
+        "answer": text,
+        "prompt": config["prompt"],
+        "model": config["model"],
+        "finish_reason": "dry_run",
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "dry_run": True,
+    }
+
+
 @handler(
     "llm_service",
     schema=LlmConfig,
     aliases=("llm",),
     retry_policy=RetryPolicy(max_attempts=3, backoff_seconds=2.0, max_backoff_seconds=60.0),
+    dry_run=synthetic_completion,
+    output_aliases={"result": "text"},
 )
 def llm_service(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """Asks a chat model; outputs its text, the model and the token usage."""

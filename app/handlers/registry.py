@@ -109,6 +109,8 @@ class NodeContext:
     services: Any = None
     # When the node waited in PostgreSQL (a `delay`), the time it was to wake.
     woke_from: Any = None
+    # The execution is a dry run: a handler with side effects must not have them.
+    dry_run: bool = False
 
     @property
     def idempotency_key(self) -> str:
@@ -142,6 +144,28 @@ class Handler:
     description: str = ""
     # Its nodes' retry policy unless a node sets its own `retry`.
     retry: retry.RetryPolicy = field(default_factory=retry.RetryPolicy)
+    # Runs instead of `func` in a dry run: a synthetic result built from the config,
+    # without side effects. Handlers without one run as usual (they have none).
+    dry_run: HandlerFunc | None = None
+    # Other names templates may read an output key by (`data` for `body`, say), as the
+    # peer engines named them; resolved when read, not stored twice.
+    output_aliases: Mapping[str, str] = field(default_factory=dict)
+
+    def run(self, config: dict[str, Any], ctx: NodeContext) -> Any:
+        """The handler, or its dry-run stand-in when the execution is a dry run."""
+        if ctx.dry_run and self.dry_run is not None:
+            ctx.log("info", f"dry run: {self.name} did not call out; its output is synthetic", dry_run=True)
+            return self.dry_run(config, ctx)
+        return self.func(config, ctx)
+
+    def readable(self, output: Any) -> Any:
+        """The output as templates see it: with the aliased keys, when it is an object."""
+        if not self.output_aliases or not isinstance(output, dict):
+            return output
+        extra = {
+            alias: output[key] for alias, key in self.output_aliases.items() if alias not in output and key in output
+        }
+        return {**output, **extra} if extra else output
 
 
 class HandlerRegistry:
@@ -166,6 +190,11 @@ class HandlerRegistry:
     def handlers(self) -> list[Handler]:
         """Each handler once, by its own name."""
         return sorted({h.name: h for h in self._handlers.values()}.values(), key=lambda h: h.name)
+
+    def readable_output(self, name: str, output: Any) -> Any:
+        """A node's output as templates read it (see Handler.output_aliases)."""
+        handler = self._handlers.get(name)
+        return handler.readable(output) if handler else output
 
     def policy(self, name: str, overrides: Mapping[str, Any] | None) -> retry.RetryPolicy:
         """The retry policy of a node: its handler's, with the node's own settings over it."""
@@ -206,14 +235,28 @@ def handler(
     schema: type[ma.Schema] = AnyConfig,
     aliases: tuple[str, ...] = (),
     retry_policy: retry.RetryPolicy | None = None,
+    dry_run: HandlerFunc | None = None,
+    output_aliases: Mapping[str, str] | None = None,
     into: HandlerRegistry | None = None,
 ) -> Callable[[HandlerFunc], HandlerFunc]:
-    """Register the decorated function as the handler `name`."""
+    """Register the decorated function as the handler `name`; `dry_run` stands in for
+    it in dry runs, `output_aliases` lets templates read a key by another name."""
 
     def decorate(func: HandlerFunc) -> HandlerFunc:
         """Register and return the function unchanged."""
         summary = (func.__doc__ or "").strip().split("\n")[0]
-        (into or registry).register(Handler(name, func, schema, aliases, summary, retry_policy or retry.RetryPolicy()))
+        (into or registry).register(
+            Handler(
+                name,
+                func,
+                schema,
+                aliases,
+                summary,
+                retry_policy or retry.RetryPolicy(),
+                dry_run,
+                dict(output_aliases or {}),
+            )
+        )
         return func
 
     return decorate

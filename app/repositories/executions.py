@@ -63,11 +63,13 @@ def lock_name_and_key(session: Session, name: str, key: str) -> None:
 
 
 def get_with_workflow(session: Session, execution_id: uuid.UUID) -> tuple[Execution, Workflow] | None:
-    """An execution and its workflow version, or None."""
+    """An execution and its workflow version, or None; fresh from the database even if
+    this session loaded them before (state changes are Core UPDATEs the session does not see)."""
     row = session.execute(
         select(Execution, Workflow)
         .join(Workflow, Workflow.id == Execution.workflow_id)
         .where(Execution.id == execution_id)
+        .execution_options(populate_existing=True)
     ).first()
     return (row[0], row[1]) if row else None
 

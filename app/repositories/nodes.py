@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, Uuid, bindparam, func, insert, select, text, tuple_
+from sqlalchemy import Boolean, DateTime, Integer, String, Uuid, bindparam, func, insert, select, text, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
 
@@ -275,11 +275,13 @@ class ClaimedNode:
     correlation_id: str | None
     retry_policy: dict[str, Any] | None
     woke_from: datetime | None  # when a deferred node was to wake, on the run after
+    dry_run: bool = False  # its execution is a dry run: outbound handlers do not call out
 
 
 # The node's definition and its execution's input, as a claim returns them.
 _NODE_COLUMNS = """ne.execution_id, e.workflow_id, ne.node_id, wn.handler, wn.config, wn.timeout_seconds,
-                   wn.dependencies, wn.dependents, e.input, e.correlation_id, wn.retry_policy, ne.wake_at"""
+                   wn.dependencies, wn.dependents, e.input, e.correlation_id, wn.retry_policy, ne.wake_at,
+                   e.dry_run"""
 _NODE_TYPES = {
     "execution_id": Uuid,
     "workflow_id": Uuid,
@@ -293,6 +295,7 @@ _NODE_TYPES = {
     "correlation_id": String,
     "retry_policy": JSONB,
     "wake_at": DateTime(timezone=True),
+    "dry_run": Boolean,
 }
 
 _CLAIM = (
@@ -452,6 +455,18 @@ def outputs(session: Session, execution_id: uuid.UUID, node_ids: Collection[str]
     if node_ids is not None:
         query = query.where(NE.node_id.in_(node_ids))
     return {node_id: output for node_id, output in session.execute(query)}
+
+
+def outputs_by_handler(
+    session: Session, execution_id: uuid.UUID, workflow_id: uuid.UUID, node_ids: Collection[str]
+) -> dict[str, tuple[str, Any]]:
+    """Node id -> (its handler, its output), for the named completed nodes."""
+    query = (
+        select(NE.node_id, WorkflowNode.handler, NE.output)
+        .join(WorkflowNode, (WorkflowNode.workflow_id == workflow_id) & (WorkflowNode.node_id == NE.node_id))
+        .where(NE.execution_id == execution_id, NE.status == NodeStatus.COMPLETED, NE.node_id.in_(node_ids))
+    )
+    return {node_id: (handler, output) for node_id, handler, output in session.execute(query)}
 
 
 _RESET = (

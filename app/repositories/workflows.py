@@ -137,10 +137,11 @@ def previous_step_nodes(session: Session, workflow_id: uuid.UUID, step_order: in
 
 
 def latest_active(session: Session, name: str) -> Workflow | None:
-    """The highest active version of the named workflow, or None."""
+    """The highest active version of the named workflow, or None. Ad-hoc versions
+    (submitted with their run) do not count: they are not the workflow's to replace."""
     return session.scalar(
         select(Workflow)
-        .where(Workflow.name == name, Workflow.status == WorkflowStatus.ACTIVE)
+        .where(Workflow.name == name, Workflow.status == WorkflowStatus.ACTIVE, Workflow.adhoc.is_(False))
         .order_by(Workflow.version.desc())
         .limit(1)
     )

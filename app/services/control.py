@@ -8,13 +8,14 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from collections.abc import Collection
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from app.dispatch import Dispatcher, NodeJob
-from app.domain.errors import ConflictError, NotFoundError
+from app.domain.errors import ConflictError, ForbiddenError, NotFoundError
 from app.domain.states import ExecutionStatus, NodeStatus
 from app.models import DeadLetter
 from app.repositories import audit
@@ -99,6 +100,35 @@ def retry(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) -> 
         jobs = _resume(session, execution_id, None, "retry requested")
     dispatch(dispatcher, jobs)
     return get_execution(session, execution_id)
+
+
+class TriggerOutcome(StrEnum):
+    STARTED = "started"  # it was PENDING: now RUNNING
+    RERUN = "rerun"  # it was FAILED: its failed nodes run again
+    UNCHANGED = "unchanged"  # running, retrying, completed or cancelled: left alone
+
+
+def start_or_rerun(
+    session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID, *, dry_run: bool, may_rerun: bool
+) -> tuple[ExecutionView, TriggerOutcome]:
+    """The peers' trigger: start a PENDING execution (as a dry run if asked), rerun a
+    FAILED one's failed nodes (if the caller may retry), and leave any other alone."""
+    with session.begin():
+        status = _lock(session, execution_id)
+        if status == ExecutionStatus.PENDING:
+            _, workflow = _with_workflow(session, execution_id)
+            jobs, outcome = start(session, execution_id, workflow, dry_run=dry_run), TriggerOutcome.STARTED
+        elif status == ExecutionStatus.FAILED:
+            if not may_rerun:
+                raise ForbiddenError(
+                    "rerunning a failed execution is a retry: it needs the admin role",
+                    details={"current_status": str(status)},
+                )
+            jobs, outcome = _resume(session, execution_id, None, "triggered again"), TriggerOutcome.RERUN
+        else:
+            jobs, outcome = [], TriggerOutcome.UNCHANGED
+    dispatch(dispatcher, jobs)
+    return get_execution(session, execution_id), outcome
 
 
 def resume_due(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) -> bool:

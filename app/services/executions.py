@@ -7,7 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app import metrics
 from app.dispatch import Dispatcher, NodeJob
+from app.domain import dag
 from app.domain.errors import ConflictError, IdempotencyKeyMismatchError, NotFoundError
 from app.domain.states import NODE_FINISHED, ExecutionStatus, NodeStatus, WorkflowStatus
 from app.models import Execution, NodeExecution, Workflow, WorkflowNode
@@ -24,7 +25,8 @@ from app.repositories import executions as executions_repo
 from app.repositories import nodes as nodes_repo
 from app.repositories import workflows as workflows_repo
 from app.repositories.audit import LogEntry
-from app.services import choreography
+from app.services import choreography, workflows
+from app.services.workflows import WorkflowDraft
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ class TriggerRequest:
     correlation_id: str | None = None
     scheduled_at: datetime | None = None  # start then, not now (a past time starts at once)
     max_retries: int = 0  # automatic retries of the whole execution if it fails
+    dry_run: bool = False  # outbound handlers answer with synthetic responses
+    start: bool = True  # False: stay PENDING until triggered (the peers' submit, then trigger)
 
     def fingerprint(self) -> str:
         """SHA-256 of the request's meaning: the same body in any key order hashes the same."""
@@ -48,6 +52,8 @@ class TriggerRequest:
             "scheduled_at": self.scheduled_at.isoformat() if self.scheduled_at else None,
             "max_retries": self.max_retries,
         }
+        if self.dry_run:  # only when set, so fingerprints stored before it existed still match
+            body["dry_run"] = True
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -79,19 +85,37 @@ def trigger(session: Session, dispatcher: Dispatcher, request: TriggerRequest) -
         if replayed is not None:
             return replayed
         workflow = _runnable_workflow(session, request)
-        nodes = workflows_repo.nodes_of(session, workflow.id)
-        execution_id = executions_repo.insert_unless_key_exists(session, _execution_row(workflow, request, len(nodes)))
-        if execution_id is None:  # a twin with the same key committed while we waited on the index
-            replayed = _replay(session, request)
-            if replayed is None:
-                raise ConflictError("the idempotency key is taken by an execution being deleted; retry")
-            return replayed
-        jobs = _create_nodes_and_start(session, execution_id, workflow, nodes, request)
-        name = workflow.name
-        metrics.after_commit(session, lambda: metrics.EXECUTIONS_STARTED.labels(name).inc())
-        execution = session.get(Execution, execution_id, populate_existing=True)
+        view, jobs = create(session, workflow, request)
     choreography.dispatch(dispatcher, jobs)
-    return ExecutionView(execution, workflow, created=True)
+    return view
+
+
+def submit_adhoc(session: Session, draft: WorkflowDraft, limits: dag.Limits, request: TriggerRequest) -> ExecutionView:
+    """The peers' submit: store the DAG as an ad-hoc version and a PENDING execution of
+    it, in one transaction, checked exactly as a definition is. Started by a trigger."""
+    draft = replace(draft, activate=True, adhoc=True)
+    nodes = workflows.checked_nodes(draft, limits)
+    with session.begin():
+        workflow = workflows.store(session, draft, nodes)
+        view, _ = create(session, workflow, replace(request, workflow_id=workflow.id, start=False))
+        return view
+
+
+def create(session: Session, workflow: Workflow, request: TriggerRequest) -> tuple[ExecutionView, list[NodeJob]]:
+    """Insert an execution of `workflow` and its nodes, and start it unless the request
+    says otherwise; the jobs to enqueue once the caller's transaction commits."""
+    nodes = workflows_repo.nodes_of(session, workflow.id)
+    execution_id = executions_repo.insert_unless_key_exists(session, _execution_row(workflow, request, len(nodes)))
+    if execution_id is None:  # a twin with the same key committed while we waited on the index
+        replayed = _replay(session, request)
+        if replayed is None:
+            raise ConflictError("the idempotency key is taken by an execution being deleted; retry")
+        return replayed, []
+    jobs = _create_nodes_and_start(session, execution_id, workflow, nodes, request)
+    name = workflow.name
+    metrics.after_commit(session, lambda: metrics.EXECUTIONS_STARTED.labels(name).inc())
+    execution = session.get(Execution, execution_id, populate_existing=True)
+    return ExecutionView(execution, workflow, created=True), jobs
 
 
 def _replay(session: Session, request: TriggerRequest) -> ExecutionView | None:
@@ -141,6 +165,7 @@ def _execution_row(workflow: Workflow, request: TriggerRequest, node_count: int)
         "nodes_unfinished": node_count,
         "scheduled_at": request.scheduled_at,
         "max_retries": request.max_retries,
+        "dry_run": request.dry_run,
     }
 
 
@@ -158,7 +183,7 @@ def _create_nodes_and_start(
                 execution_id,
                 "execution.created",
                 f"execution of {workflow.name} v{workflow.version} created",
-                details={"idempotency_key": request.idempotency_key, "nodes": len(nodes)},
+                details={"idempotency_key": request.idempotency_key, "nodes": len(nodes), "dry_run": request.dry_run},
             )
         ],
     )
@@ -175,6 +200,8 @@ def _create_nodes_and_start(
             for node in nodes
         ],
     )
+    if not request.start:
+        return []  # PENDING until someone triggers it
     if request.scheduled_at is not None and request.scheduled_at > datetime.now(UTC):
         audit.record(
             session,
@@ -212,16 +239,20 @@ def _runnable_workflow(session: Session, request: TriggerRequest) -> Workflow:
     return workflow
 
 
-def start(session: Session, execution_id: uuid.UUID, workflow: Workflow) -> list[NodeJob]:
-    """PENDING -> RUNNING (its deadline counting from now), then settle the root nodes
-    like any other (a root may have a `when`); the jobs to enqueue after commit."""
+def start(session: Session, execution_id: uuid.UUID, workflow: Workflow, dry_run: bool | None = None) -> list[NodeJob]:
+    """PENDING -> RUNNING (its deadline counting from now, a dry run if `dry_run` says so),
+    then settle the root nodes like any other (a root may have a `when`); the jobs to
+    enqueue after commit."""
+    mode = {} if dry_run is None else {"dry_run": dry_run}
     moved = executions_repo.transition(
         session,
         execution_id,
         ExecutionStatus.RUNNING,
-        message="execution started",
+        message="execution started" + (" (dry run)" if dry_run else ""),
+        details=mode,
         started_at=func.now(),
         deadline_at=deadline_from_now(workflow.timeout_seconds),
+        **mode,
     )
     if moved is None:
         return []  # started or cancelled by someone else: their move, not ours

@@ -72,7 +72,8 @@ def resolve_config(session: Session, node: ClaimedNode) -> dict[str, Any]:
     outputs: dict[str, Any] = {}
     if roots:
         with session.begin():
-            outputs = nodes_repo.outputs(session, node.execution_id, roots)
+            found = nodes_repo.outputs_by_handler(session, node.execution_id, node.workflow_id, roots)
+        outputs = {node_id: registry.readable_output(handler, output) for node_id, (handler, output) in found.items()}
     return templates.resolve(node.config, {templates.INPUT: node.input, **outputs})
 
 

@@ -27,6 +27,7 @@ class WorkflowDraft:
     nodes: Sequence[dag.NodeSpec] = ()
     activate: bool = False
     timeout_seconds: int | None = None  # each execution's deadline, from its start
+    adhoc: bool = False  # submitted with its run; never picked by a trigger by name
 
 
 @dataclass(frozen=True)
@@ -45,36 +46,51 @@ def problems_of(nodes: Sequence[dag.NodeSpec], limits: dag.Limits) -> list[Probl
 
 def create_workflow(session: Session, draft: WorkflowDraft, limits: dag.Limits) -> WorkflowDetail:
     """Store a new version of the named workflow; validated in full before anything is written."""
+    nodes = checked_nodes(draft, limits)
+    with session.begin():
+        workflow = store(session, draft, nodes)
+        return WorkflowDetail(workflow, workflows_repo.nodes_of(session, workflow.id))
+
+
+def checked_nodes(draft: WorkflowDraft, limits: dag.Limits) -> list[dag.NodeSpec]:
+    """The draft's nodes (step orders turned into dependencies), or InvalidWorkflowError
+    with every problem. A draft that is not activated may be empty."""
     nodes = dag.with_step_order_dependencies(draft.nodes, limits)
     if nodes or draft.activate:
         problems = problems_of(nodes, limits)
         if problems:
             raise InvalidWorkflowError(f"workflow {draft.name!r} is not valid", problems=problems)
-    with session.begin():
-        workflow = Workflow(
-            id=uuid.uuid4(),
-            name=draft.name,
-            version=workflows_repo.next_version(session, draft.name),
-            status=WorkflowStatus.ACTIVE if draft.activate else WorkflowStatus.DRAFT,
-            description=draft.description,
-            meta=draft.metadata,
-            timeout_seconds=draft.timeout_seconds,
-            activated_at=func.now() if draft.activate else None,
-        )
-        session.add(workflow)
-        session.flush()
-        audit.record_workflow_event(
-            session,
-            workflow.id,
-            "workflow.created",
-            f"{workflow.name} v{workflow.version} defined as {workflow.status}",
-            {"status": str(workflow.status), "nodes": len(nodes)},
-        )
-        handlers = {n.node_id: n.handler for n in nodes}
-        guards = {n.node_id: dag.effective_guard(n, handlers) for n in nodes}
-        workflows_repo.insert_nodes(session, workflow.id, nodes, dag.dependents_map(nodes), guards)
-        session.refresh(workflow)
-        return WorkflowDetail(workflow, workflows_repo.nodes_of(session, workflow.id))
+    return list(nodes)
+
+
+def store(session: Session, draft: WorkflowDraft, nodes: Sequence[dag.NodeSpec]) -> Workflow:
+    """Write the next version of the named workflow with its checked nodes (in the
+    caller's transaction)."""
+    workflow = Workflow(
+        id=uuid.uuid4(),
+        name=draft.name,
+        version=workflows_repo.next_version(session, draft.name),
+        status=WorkflowStatus.ACTIVE if draft.activate else WorkflowStatus.DRAFT,
+        description=draft.description,
+        meta=draft.metadata,
+        timeout_seconds=draft.timeout_seconds,
+        adhoc=draft.adhoc,
+        activated_at=func.now() if draft.activate else None,
+    )
+    session.add(workflow)
+    session.flush()
+    audit.record_workflow_event(
+        session,
+        workflow.id,
+        "workflow.created",
+        f"{workflow.name} v{workflow.version} defined as {workflow.status}" + (" (ad hoc)" if draft.adhoc else ""),
+        {"status": str(workflow.status), "nodes": len(nodes), **({"adhoc": True} if draft.adhoc else {})},
+    )
+    handlers = {n.node_id: n.handler for n in nodes}
+    guards = {n.node_id: dag.effective_guard(n, handlers) for n in nodes}
+    workflows_repo.insert_nodes(session, workflow.id, nodes, dag.dependents_map(nodes), guards)
+    session.refresh(workflow)
+    return workflow
 
 
 def _spec(node: WorkflowNode) -> dag.NodeSpec:

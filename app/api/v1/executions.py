@@ -69,6 +69,7 @@ class Executions(MethodView):
             correlation_id=correlation.correlation_id.get(),
             scheduled_at=body["scheduled_at"],
             max_retries=body["max_retries"],
+            dry_run=body["dry_run"],
         )
         view = service.trigger(db(), runtime().dispatcher, request)
         return view, 201 if view.created else 200

@@ -130,6 +130,9 @@ class WorkflowSchema(ma.Schema):
     description = fields.String(attribute="workflow.description")
     metadata = fields.Dict(attribute="workflow.meta")
     timeout_seconds = fields.Integer(attribute="workflow.timeout_seconds", allow_none=True)
+    adhoc = fields.Boolean(
+        attribute="workflow.adhoc", metadata={"description": "Submitted with its run through POST /workflow"}
+    )
     created_at = fields.DateTime(attribute="workflow.created_at")
     updated_at = fields.DateTime(attribute="workflow.updated_at")
     activated_at = fields.DateTime(attribute="workflow.activated_at", allow_none=True)
@@ -144,6 +147,7 @@ class WorkflowSummarySchema(ma.Schema):
     description = fields.String()
     metadata = fields.Dict(attribute="meta")
     timeout_seconds = fields.Integer(allow_none=True)
+    adhoc = fields.Boolean()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
     activated_at = fields.DateTime(allow_none=True)
@@ -193,6 +197,10 @@ class TriggerSchema(ma.Schema):
         validate=validate.Range(min=0, max=10),
         metadata={"description": "Retry the whole execution automatically, with backoff, if it fails"},
     )
+    dry_run = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Outbound handlers (http, llm) answer with a synthetic response instead of calling"},
+    )
 
     @ma.validates_schema
     def one_workflow(self, data: dict[str, Any], **_: Any) -> None:
@@ -240,6 +248,7 @@ class ExecutionSchema(ma.Schema):
     attempt = fields.Integer(attribute="execution.attempt")
     correlation_id = fields.String(attribute="execution.correlation_id", allow_none=True)
     max_retries = fields.Integer(attribute="execution.max_retries")
+    dry_run = fields.Boolean(attribute="execution.dry_run")
     scheduled_at = fields.DateTime(attribute="execution.scheduled_at", allow_none=True)
     deadline_at = fields.DateTime(attribute="execution.deadline_at", allow_none=True)
     retry_at = fields.DateTime(
