@@ -70,12 +70,12 @@ def _end(_exc: BaseException | None) -> None:
 
 def init_api(app: Flask) -> StepwiseApi:
     """Register the blueprints, the error handlers and the edge hooks, in order."""
-    from app.api import ops
+    from app.api import compat, ops
     from app.api.v1 import admin, executions, handlers, keys, workflows
 
     app.config["API_SPEC_OPTIONS"] = SPEC_OPTIONS
     api = StepwiseApi(app, spec_kwargs={"extra_plugins": [CommonErrors()]})
-    for blueprint in (workflows.blp, executions.blp, admin.blp, keys.blp, handlers.blp):
+    for blueprint in (workflows.blp, executions.blp, admin.blp, keys.blp, handlers.blp, compat.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops.blp)
     app.register_error_handler(StepwiseError, engine_error)

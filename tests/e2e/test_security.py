@@ -58,6 +58,13 @@ ENDPOINTS = [
     ("get", "/api/v1/admin/dead-letters", None, "admin"),
     ("get", "/api/v1/admin/keys", None, "admin"),
     ("get", "/api/v1/handlers", None, "reader"),
+    # the peers' API: the same roles
+    ("post", "/workflow", {"name": "auth-peer", "nodes": [{"id": "a", "handler": "noop"}]}, "writer"),
+    ("post", "/workflow/trigger/{execution}", None, "writer"),
+    ("get", "/workflows/{execution}", None, "reader"),
+    ("get", "/api/v1/workflow/{execution}/results", None, "reader"),
+    ("delete", "/api/v1/workflow/{execution}", None, "admin"),
+    ("get", "/api/v1/admin/dlq", None, "admin"),
 ]
 
 
