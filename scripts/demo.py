@@ -1,4 +1,5 @@
-"""`make demo`: define each workflow in examples/, run it on the local stack, show progress and results."""
+"""`make demo`: run each workflow in examples/ through /api/v1 and each in examples/peer/ through
+the peers' API, as dry runs on the local stack; show progress and results."""
 
 from __future__ import annotations
 
@@ -43,19 +44,12 @@ def call(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str
         raise SystemExit(f"cannot reach {BASE} ({err.reason}); start the stack with `make run`") from err
 
 
-def run_example(path: Path) -> bool:
-    definition = json.loads(path.read_text())
-    workflow = call("POST", "/api/v1/workflows", {**definition, "activate": True})
-    print(f"\n{workflow['name']} v{workflow['version']}: {len(workflow['nodes'])} nodes")
-    execution = call(
-        "POST",
-        "/api/v1/executions",
-        {"workflow_id": workflow["id"], "input_data": {"order_id": "A-1001", "customer": "ada"}},
-    )
+def watch(status_path: str, results_path: str) -> bool:
+    """Print the progress until the execution finishes, then each node's output."""
     last = None
     deadline = time.monotonic() + 60
     while True:
-        detail = call("GET", f"/api/v1/executions/{execution['id']}")
+        detail = call("GET", status_path)
         progress = detail["progress"]
         line = f"  {detail['status']:<9} {progress['completed']}/{progress['total']} nodes ({progress['percent']}%)"
         if line != last:
@@ -64,16 +58,38 @@ def run_example(path: Path) -> bool:
         if detail["status"] in ("COMPLETED", "FAILED", "CANCELLED") or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    results = call("GET", f"/api/v1/executions/{execution['id']}/results")["results"]
-    for node_id, output in results.items():
-        print(f"    {node_id}: {json.dumps(output)}")
-    print(f"  results: {BASE}/api/v1/executions/{execution['id']}/results")
+    for node_id, output in call("GET", results_path)["results"].items():
+        print(f"    {node_id}: {json.dumps(output)[:160]}")
+    print(f"  results: {BASE}{results_path}")
     return detail["status"] == "COMPLETED"
 
 
+def run_example(path: Path) -> bool:
+    """Through /api/v1: define, then trigger as a dry run (outbound calls are simulated)."""
+    definition = json.loads(path.read_text())
+    workflow = call("POST", "/api/v1/workflows", {**definition, "activate": True})
+    print(f"\n{workflow['name']} v{workflow['version']}: {len(workflow['nodes'])} nodes, dry run")
+    execution = call(
+        "POST",
+        "/api/v1/executions",
+        {"workflow_id": workflow["id"], "input_data": {"order_id": "A-1001", "customer": "ada"}, "dry_run": True},
+    )
+    eid = execution["id"]
+    return watch(f"/api/v1/executions/{eid}", f"/api/v1/executions/{eid}/results")
+
+
+def run_peer_example(path: Path) -> bool:
+    """Through the peers' API: submit the payload file as it is, trigger it, poll it."""
+    accepted = call("POST", "/workflow", json.loads(path.read_text()))
+    eid = accepted["execution_id"]
+    print(f"\npeer/{path.name}: POST /workflow -> {accepted['message']}; trigger ?dry_run=true")
+    call("POST", f"/workflow/trigger/{eid}?dry_run=true")
+    return watch(f"/workflows/{eid}", f"/workflows/{eid}/results")
+
+
 def main() -> int:
-    examples = sorted(EXAMPLES.glob("*.json"))
-    outcomes = [run_example(path) for path in examples]
+    outcomes = [run_example(path) for path in sorted(EXAMPLES.glob("*.json"))]
+    outcomes += [run_peer_example(path) for path in sorted((EXAMPLES / "peer").glob("*.json"))]
     print(f"\n{sum(outcomes)}/{len(outcomes)} example workflows completed")
     return 0 if all(outcomes) else 1
 
