@@ -41,12 +41,14 @@ class WorkerPool:
         self.log_dir = log_dir
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self, count: int = 1, **env: str) -> list[subprocess.Popen[bytes]]:
+    def start(self, count: int = 1, **env: str | None) -> list[subprocess.Popen[bytes]]:
+        """Start `count` workers with these environment changes (None: unset the variable)."""
+        environment = {key: value for key, value in {**self.env, **env}.items() if value is not None}
         started = []
         for _ in range(count):
             log = open(self.log_dir / f"worker-{len(self.processes)}.log", "wb")  # noqa: SIM115
             process = subprocess.Popen(
-                [sys.executable, "-m", "workers.main"], cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=log
+                [sys.executable, "-m", "workers.main"], cwd=ROOT, env=environment, stdout=log, stderr=log
             )
             self.processes.append(process)
             started.append(process)

@@ -71,7 +71,9 @@ class SubmitSchema(ma.Schema):
     dag = fields.Nested(DagSchema, metadata={"description": "{nodes: [...]}; or give `nodes` at the top"})
     nodes = fields.List(fields.Nested(NodeInSchema))
     input_data = fields.Dict(keys=fields.String(), load_default=dict, metadata={"description": "The run's input"})
-    timeout_seconds = fields.Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1))
+    timeout_seconds = fields.Integer(
+        strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1, max=30 * 86400)
+    )
 
     @ma.validates_schema
     def one_node_list(self, data: dict[str, Any], **_: Any) -> None:
@@ -88,8 +90,11 @@ class AcceptedSchema(ma.Schema):
 
 class TriggerArgsSchema(ma.Schema):
     dry_run = fields.Boolean(
-        load_default=False,
-        metadata={"description": "Outbound handlers (http, llm) answer with a synthetic response instead of calling"},
+        load_default=None,
+        metadata={
+            "description": "Start it as a dry run: outbound handlers (http, llm) answer with a synthetic response "
+            "instead of calling. Unset: as the execution was made (not a dry run, unless made with dry_run)"
+        },
     )
 
 
@@ -148,6 +153,7 @@ class Submit(MethodView):
     @blp.alt_response(400, schema=ErrorSchema, description="The DAG is not valid: every reason, by node and field")
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Submit a DAG: stored with a PENDING execution, which a trigger starts"""
+        check_trigger_limit()
         nodes = body["dag"]["nodes"] if "dag" in body else body["nodes"]
         draft = WorkflowDraft(
             name=body["name"], description=body["description"], nodes=nodes, timeout_seconds=body["timeout_seconds"]
@@ -171,6 +177,7 @@ class Trigger(MethodView):
     @blp.arguments(TriggerArgsSchema, location="query")
     @blp.response(200, TriggeredSchema)
     @blp.alt_response(404, schema=ErrorSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="A rerun asked for another dry_run than the first run had")
     def post(self, args: dict[str, Any], execution_id: uuid.UUID) -> dict[str, Any]:
         """Start a PENDING execution; rerun a FAILED one's failed nodes (admin); leave others alone"""
         check_trigger_limit()

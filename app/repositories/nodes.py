@@ -458,12 +458,13 @@ def outputs(session: Session, execution_id: uuid.UUID, node_ids: Collection[str]
 
 
 def outputs_by_handler(
-    session: Session, execution_id: uuid.UUID, workflow_id: uuid.UUID, node_ids: Collection[str]
+    session: Session, execution_id: uuid.UUID, node_ids: Collection[str]
 ) -> dict[str, tuple[str, Any]]:
     """Node id -> (its handler, its output), for the named completed nodes."""
     query = (
         select(NE.node_id, WorkflowNode.handler, NE.output)
-        .join(WorkflowNode, (WorkflowNode.workflow_id == workflow_id) & (WorkflowNode.node_id == NE.node_id))
+        .join(Execution, Execution.id == NE.execution_id)
+        .join(WorkflowNode, (WorkflowNode.workflow_id == Execution.workflow_id) & (WorkflowNode.node_id == NE.node_id))
         .where(NE.execution_id == execution_id, NE.status == NodeStatus.COMPLETED, NE.node_id.in_(node_ids))
     )
     return {node_id: (handler, output) for node_id, handler, output in session.execute(query)}

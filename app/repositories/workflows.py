@@ -148,8 +148,14 @@ def latest_active(session: Session, name: str) -> Workflow | None:
 
 
 def latest(session: Session, name: str) -> Workflow | None:
-    """The highest version of the named workflow, whatever its status, or None."""
-    return session.scalar(select(Workflow).where(Workflow.name == name).order_by(Workflow.version.desc()).limit(1))
+    """The highest version of the named workflow, whatever its status, or None; ad-hoc
+    versions (submitted with their run) do not count."""
+    return session.scalar(
+        select(Workflow)
+        .where(Workflow.name == name, Workflow.adhoc.is_(False))
+        .order_by(Workflow.version.desc())
+        .limit(1)
+    )
 
 
 def page(

@@ -28,6 +28,7 @@ from app.domain import templates
 from app.domain.retry import EXECUTION_RETRY
 from app.domain.states import ExecutionStatus, NodeStatus
 from app.domain.trigger_rules import Readiness, decide
+from app.handlers import registry
 from app.repositories import executions as executions_repo
 from app.repositories import nodes as nodes_repo
 from app.repositories import workflows as workflows_repo
@@ -115,7 +116,7 @@ class _Guards:
             roots = templates.guard_references(child.guard) - {templates.INPUT}
             context = {
                 templates.INPUT: self._execution_input(),
-                **nodes_repo.outputs(self.session, self.execution_id, roots),
+                **readable_outputs(self.session, self.execution_id, roots),
             }
             return (True, None) if templates.holds(child.guard, context) else (False, f"guard is false: {child.guard}")
         except templates.TemplateResolutionError as err:
@@ -257,3 +258,10 @@ def count_finished(session: Session, execution_id: uuid.UUID, status: ExecutionS
     """Count an execution that ended, once its transaction commits."""
     workflow = executions_repo.workflow_name(session, execution_id)
     metrics.after_commit(session, lambda: metrics.EXECUTIONS_FINISHED.labels(workflow, str(status)).inc())
+
+
+def readable_outputs(session: Session, execution_id: uuid.UUID, node_ids: set[str]) -> dict[str, Any]:
+    """The named nodes' outputs as templates and guards read them: with their handlers'
+    output aliases (an HTTP node's `data` for its `body`, say)."""
+    found = nodes_repo.outputs_by_handler(session, execution_id, node_ids)
+    return {node_id: registry.readable_output(handler, output) for node_id, (handler, output) in found.items()}

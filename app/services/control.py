@@ -109,10 +109,11 @@ class TriggerOutcome(StrEnum):
 
 
 def start_or_rerun(
-    session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID, *, dry_run: bool, may_rerun: bool
+    session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID, *, dry_run: bool | None, may_rerun: bool
 ) -> tuple[ExecutionView, TriggerOutcome]:
-    """The peers' trigger: start a PENDING execution (as a dry run if asked), rerun a
-    FAILED one's failed nodes (if the caller may retry), and leave any other alone."""
+    """The peers' trigger: start a PENDING execution (as a dry run if `dry_run`; None keeps
+    what it was made with), rerun a FAILED one's failed nodes (if the caller may retry; in
+    the mode its first run had), and leave any other alone."""
     with session.begin():
         status = _lock(session, execution_id)
         if status == ExecutionStatus.PENDING:
@@ -123,6 +124,12 @@ def start_or_rerun(
                 raise ForbiddenError(
                     "rerunning a failed execution is a retry: it needs the admin role",
                     details={"current_status": str(status)},
+                )
+            execution, _ = _with_workflow(session, execution_id)
+            if dry_run is not None and dry_run != execution.dry_run:
+                raise ConflictError(
+                    f"a rerun keeps the mode of the first run (dry_run={str(execution.dry_run).lower()})",
+                    details={"current_status": str(status), "dry_run": execution.dry_run},
                 )
             jobs, outcome = _resume(session, execution_id, None, "triggered again"), TriggerOutcome.RERUN
         else:

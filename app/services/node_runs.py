@@ -72,8 +72,7 @@ def resolve_config(session: Session, node: ClaimedNode) -> dict[str, Any]:
     outputs: dict[str, Any] = {}
     if roots:
         with session.begin():
-            found = nodes_repo.outputs_by_handler(session, node.execution_id, node.workflow_id, roots)
-        outputs = {node_id: registry.readable_output(handler, output) for node_id, (handler, output) in found.items()}
+            outputs = choreography.readable_outputs(session, node.execution_id, roots)
     return templates.resolve(node.config, {templates.INPUT: node.input, **outputs})
 
 

@@ -114,7 +114,7 @@ def test_a_worker_on_its_own_serves_its_metrics_on_metrics_port(
     queue = f"metrics-{uuid.uuid4().hex[:8]}"
     client = authorized(create_app(replace(settings, queue_name=queue)))
     port = port_for.get_port(None)
-    (worker,) = workers.start(1, QUEUE_NAME=queue, METRICS_PORT=str(port), PROMETHEUS_MULTIPROC_DIR="")
+    (worker,) = workers.start(1, QUEUE_NAME=queue, METRICS_PORT=str(port), PROMETHEUS_MULTIPROC_DIR=None)
     name = f"own-metrics-{queue}"
     workflow = client.post(
         "/api/v1/workflows", json={"name": name, "activate": True, "nodes": [{"id": "a", "handler": "noop"}]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,10 @@ def test_each_example_completes_through_api_v1(
 def test_peer_templates_read_outputs_by_the_peers_names(
     client: FlaskClient, submit: Callable[..., str], settle: Callable[..., dict[str, Any]]
 ) -> None:
-    execution_id = submit(peer_payload("linear_chain"))
+    payload = peer_payload("linear_chain")
+    # a guard reads the alias too
+    payload["dag"]["nodes"].append({"id": "D", "handler": "noop", "dependencies": ["A"], "when": "A.data.dry_run"})
+    execution_id = submit(payload)
     client.post(f"/workflow/trigger/{execution_id}?dry_run=true")
     assert settle(execution_id)["status"] == "COMPLETED"
     results = client.get(f"/workflows/{execution_id}/results").json["results"]
@@ -139,6 +143,7 @@ def test_peer_templates_read_outputs_by_the_peers_names(
     assert "data" not in results["A"]
     # and C's URL was made from `{{ B.answer }}`
     assert results["C"]["url"] == "http://consumer/dry-run-answer-gpt-4o-mini"
+    assert "D" in results  # its guard held, not SKIPPED
     logs = client.get(f"/api/v1/executions/{execution_id}/logs", query_string={"limit": 1000}).json["items"]
     marked = {row["node_id"] for row in logs if (row.get("details") or {}).get("dry_run") is True}
     assert marked >= {"A", "B", "C"}  # every outbound node says, in the log, that it did not call out
@@ -182,7 +187,10 @@ def test_a_malformed_body_is_a_400_too(client: FlaskClient) -> None:
     no_nodes = client.post("/workflow", json={"name": "x"})
     both = client.post("/workflow", json={"name": "x", "nodes": [], "dag": {"nodes": []}})
     bad_node = client.post("/api/v1/workflow", json={"name": "x", "nodes": [{"handler": "noop"}]})
-    for response in (no_nodes, both, bad_node):
+    long_deadline = client.post(
+        "/workflow", json={"name": "x", "nodes": [{"id": "a", "handler": "noop"}], "timeout_seconds": 2**40}
+    )
+    for response in (no_nodes, both, bad_node, long_deadline):
         assert response.status_code == 400 and response.json["errors"], response.json
     assert client.post("/workflow", data="{", content_type="application/json").status_code == 400
 
@@ -212,7 +220,7 @@ def test_triggering_twice_changes_nothing_and_says_so(
     assert second["triggered"] is False and second["message"].startswith("Workflow is already")
     assert settle(execution_id)["status"] == "COMPLETED"
     again = client.post(f"/workflow/trigger/{execution_id}").json
-    assert again == {**again, "triggered": False, "status": "COMPLETED"}
+    assert again["triggered"] is False and again["status"] == "COMPLETED"
     assert again["message"] == "Workflow is already COMPLETED; nothing changed"
     logs = client.get(f"/api/v1/executions/{execution_id}/logs", query_string={"node_id": "a"}).json["items"]
     assert [row["event"] for row in logs].count("node.running") == 1
@@ -243,6 +251,8 @@ def test_triggering_a_failed_execution_reruns_only_its_failed_nodes(
     refused = writer.post(f"/workflow/trigger/{execution_id}", headers={"Authorization": f"Bearer {writer_key}"})
     assert refused.status_code == 403 and refused.json["details"]["current_status"] == "FAILED"
 
+    as_dry_run = client.post(f"/workflow/trigger/{execution_id}", query_string={"dry_run": "true"})
+    assert as_dry_run.status_code == 409  # a rerun keeps the mode of the first run
     rerun = client.post(f"/workflow/trigger/{execution_id}").json
     assert rerun["triggered"] is True and rerun["message"] == "Workflow triggered: its failed nodes run again"
     done = settle(execution_id)
@@ -302,6 +312,22 @@ def test_an_ad_hoc_submit_never_becomes_the_version_a_trigger_by_name_runs(
     response = client.post("/api/v1/executions", json={"workflow_name": name})
     assert response.status_code == 201 and response.json["workflow_id"] == defined["id"]
     assert [n["node_id"] for n in finish(response.json["id"])["nodes"]] == ["real"]
+    only_adhoc = unique()
+    submit({"name": only_adhoc, "nodes": [{"id": "a", "handler": "noop"}]})
+    assert client.post("/api/v1/executions", json={"workflow_name": only_adhoc}).status_code == 404
+
+
+def test_a_trigger_without_dry_run_keeps_the_mode_the_execution_was_made_with(
+    client: FlaskClient, define: Callable[..., dict[str, Any]], finish: Callable[..., dict[str, Any]]
+) -> None:
+    workflow = define([{"id": "a", "handler": "call_external_service", "config": {"url": "http://service-a"}}])
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    body = {"workflow_id": workflow["id"], "dry_run": True, "scheduled_at": later}
+    made = client.post("/api/v1/executions", json=body)
+    assert made.status_code == 201 and made.json["status"] == "PENDING"
+    triggered = client.post(f"/workflow/trigger/{made.json['id']}").json  # start it now
+    assert triggered["triggered"] is True and triggered["dry_run"] is True
+    assert finish(made.json["id"])["status"] == "COMPLETED"  # http://service-a was never called
 
 
 def test_dry_run_is_part_of_the_idempotent_request(client: FlaskClient, define: Callable[..., dict[str, Any]]) -> None:
