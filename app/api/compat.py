@@ -25,7 +25,7 @@ from app.api.errors import ErrorSchema
 from app.api.limits import check_trigger_limit
 from app.api.parsing import Blueprint, StrictParser
 from app.api.v1 import admin
-from app.api.v1.schemas import NodeInSchema
+from app.api.v1.schemas import NodeInSchema, WorkflowBodySchema
 from app.domain.errors import InvalidWorkflowError, StepwiseError
 from app.domain.roles import Role, allows
 from app.domain.states import ExecutionStatus
@@ -65,15 +65,11 @@ class DagSchema(ma.Schema):
     nodes = fields.List(fields.Nested(NodeInSchema), required=True)
 
 
-class SubmitSchema(ma.Schema):
+class SubmitSchema(WorkflowBodySchema):
     name = fields.String(load_default="adhoc", validate=validate.Length(min=1, max=200))
-    description = fields.String(load_default="", validate=validate.Length(max=10_000))
     dag = fields.Nested(DagSchema, metadata={"description": "{nodes: [...]}; or give `nodes` at the top"})
     nodes = fields.List(fields.Nested(NodeInSchema))
     input_data = fields.Dict(keys=fields.String(), load_default=dict, metadata={"description": "The run's input"})
-    timeout_seconds = fields.Integer(
-        strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1, max=30 * 86400)
-    )
 
     @ma.validates_schema
     def one_node_list(self, data: dict[str, Any], **_: Any) -> None:

@@ -46,26 +46,25 @@ class HttpConfig(ma.Schema):
             raise ma.ValidationError(f"give one body, not {' and '.join(given)}", given[-1])
 
 
+def given_body(config: dict[str, Any]) -> Any:
+    """The one body the config gives (`json`, `text` or `body`; the schema allows one), or None."""
+    return next((config[name] for name in ("json", "text", "body") if config[name] is not None), None)
+
+
 def encode_body(config: dict[str, Any]) -> tuple[bytes | None, dict[str, str]]:
-    """The request body and the content type it implies."""
-    value = config["json"] if config["json"] is not None else config["body"]
-    if config["text"] is not None or isinstance(value, str):
-        return str(config["text"] if config["text"] is not None else value).encode(), {"Content-Type": "text/plain"}
+    """The request body and the content type it implies: text as text, anything else as JSON."""
+    value = given_body(config)
     if value is None:
         return None, {}
+    if isinstance(value, str):
+        return value.encode(), {"Content-Type": "text/plain"}
     return json.dumps(value).encode(), {"Content-Type": "application/json"}
 
 
 def synthetic_response(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """A dry run's answer: the first expected status (else 200) and a body that echoes the
     request that was not sent, so the wiring downstream can be checked."""
-    sent = (
-        config["json"]
-        if config["json"] is not None
-        else config["text"]
-        if config["text"] is not None
-        else config["body"]
-    )
+    sent = given_body(config)
     echo: dict[str, Any] = {"dry_run": True, "method": config["method"], "url": config["url"]}
     if config["params"]:
         echo["params"] = config["params"]

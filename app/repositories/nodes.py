@@ -449,11 +449,10 @@ def of_execution(session: Session, execution_id: uuid.UUID) -> list[NodeExecutio
     )
 
 
-def outputs(session: Session, execution_id: uuid.UUID, node_ids: Collection[str] | None = None) -> dict[str, Any]:
-    """Node id -> output, for the completed nodes (all, or those named)."""
+def outputs(session: Session, execution_id: uuid.UUID) -> dict[str, Any]:
+    """Node id -> output, for every completed node (templates and guards read theirs
+    through outputs_by_handler, which knows the output aliases)."""
     query = select(NE.node_id, NE.output).where(NE.execution_id == execution_id, NE.status == NodeStatus.COMPLETED)
-    if node_ids is not None:
-        query = query.where(NE.node_id.in_(node_ids))
     return {node_id: output for node_id, output in session.execute(query)}
 
 

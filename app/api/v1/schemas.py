@@ -91,20 +91,25 @@ class NodeInSchema(ma.Schema):
         )
 
 
-class WorkflowInSchema(ma.Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+class WorkflowBodySchema(ma.Schema):
+    """What every way of defining a workflow shares (this API's and the peers' POST /workflow)."""
+
     description = fields.String(load_default="", validate=validate.Length(max=10_000))
-    metadata = fields.Dict(keys=fields.String(), load_default=dict)
-    nodes = fields.List(fields.Nested(NodeInSchema), load_default=list)
-    activate = fields.Boolean(
-        load_default=False, metadata={"description": "Validate and activate at once instead of leaving a draft"}
-    )
     timeout_seconds = fields.Integer(
         strict=True,
         allow_none=True,
         load_default=None,
         validate=validate.Range(min=1, max=30 * 86400),
         metadata={"description": "Each execution's deadline from its start; past it the execution fails"},
+    )
+
+
+class WorkflowInSchema(WorkflowBodySchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    metadata = fields.Dict(keys=fields.String(), load_default=dict)
+    nodes = fields.List(fields.Nested(NodeInSchema), load_default=list)
+    activate = fields.Boolean(
+        load_default=False, metadata={"description": "Validate and activate at once instead of leaving a draft"}
     )
 
 
