@@ -18,8 +18,15 @@ class Settings:
     database_url: str = LOCAL_DATABASE_URL
     redis_url: str = LOCAL_REDIS_URL
     queue_name: str = "stepwise"
-    # SimpleWorker runs a node in the worker process; "fork" forks per job (RQ's Worker).
+    # SimpleWorker runs nodes in the worker process; "fork" forks per job (RQ's Worker).
     worker_class: str = "simple"
+    # HTTP and LLM nodes one worker keeps in flight at once (its thread pool).
+    worker_concurrency: int = 32
+    # How long a worker goes on running the in-process nodes its own finishes ready before
+    # it hands what is ready to the queue, where other executions' jobs wait.
+    worker_slice_ms: int = 100
+    # The most nodes one RQ job carries.
+    job_max_nodes: int = 200
     max_nodes: int = 10_000
     max_edges: int = 100_000
     max_node_config_bytes: int = 10 * 1024

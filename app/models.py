@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    Uuid,
     false,
     func,
     text,
@@ -116,9 +117,10 @@ class Execution(Base):
     attempt: Mapped[int] = mapped_column(default=1)
     correlation_id: Mapped[str | None] = mapped_column(String(200))
     nodes_total: Mapped[int]
-    # Counts down as nodes finish; the node that takes it to zero ends the execution.
-    nodes_unfinished: Mapped[int]
-    nodes_failed: Mapped[int] = mapped_column(default=0)
+    # Its nodes by status, kept by the statement that moves them (in the same transaction):
+    # the countdown (the transaction that leaves no node unfinished ends the execution)
+    # and what a status poll answers without reading the nodes.
+    node_counts: Mapped[dict[str, int]] = mapped_column(server_default=text("'{}'::jsonb"))
     # Automatic retries of the whole execution when it fails, and when the next is due.
     max_retries: Mapped[int] = mapped_column(default=0)
     retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -130,6 +132,10 @@ class Execution(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    def count(self, statuses: frozenset[NodeStatus]) -> int:
+        """Its nodes in any of these states."""
+        return sum(self.node_counts.get(str(s), 0) for s in statuses)
 
 
 class NodeExecution(Base):
@@ -221,10 +227,12 @@ class WorkerHeartbeat(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     hostname: Mapped[str] = mapped_column(String(200))
     pid: Mapped[int]
-    # True when the worker runs one node at a time in its own process (SimpleWorker)
-    # and so reports which: a RUNNING node it does not report was lost.
+    # True when the worker runs its nodes in its own process (SimpleWorker) and so reports
+    # which it holds; a forking worker cannot, and its nodes are judged by their RQ jobs.
     tracks_current: Mapped[bool]
-    current_node_execution_id: Mapped[uuid.UUID | None]
+    # Every node it holds (claimed and not yet recorded): a RUNNING node of a live worker
+    # that is not here was lost.
+    running: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid), server_default=text("'{}'::uuid[]"))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -13,6 +13,7 @@ from app.config import Settings
 from app.db import make_engine, make_sessionmaker
 from app.dispatch import Dispatcher
 from app.domain.dag import Limits
+from app.repositories import node_counts
 
 
 @dataclass
@@ -30,12 +31,13 @@ class Runtime:
         redis = Redis.from_url(settings.redis_url, health_check_interval=30)
         sessions = make_sessionmaker(engine)
         metrics.install(sessions)
+        node_counts.install(sessions)
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
             redis=redis,
-            dispatcher=Dispatcher(redis, settings.queue_name, settings.default_node_timeout_seconds),
+            dispatcher=Dispatcher(redis, settings.queue_name, settings.job_max_nodes, settings.worker_concurrency),
         )
 
     @property

@@ -29,9 +29,9 @@ from app.api.v1.schemas import NodeInSchema, WorkflowBodySchema
 from app.domain.errors import InvalidWorkflowError, StepwiseError
 from app.domain.roles import Role, allows
 from app.domain.states import ExecutionStatus
-from app.services import control, executions
-from app.services.control import TriggerOutcome
+from app.services import executions, lifecycle
 from app.services.executions import ExecutionView
+from app.services.lifecycle import TriggerOutcome
 from app.services.workflows import WorkflowDraft
 
 
@@ -178,9 +178,10 @@ class Trigger(MethodView):
         """Start a PENDING execution; rerun a FAILED one's failed nodes (admin); leave others alone"""
         check_trigger_limit()
         may_rerun = allows(g.identity.role, Role.ADMIN)
-        view, outcome = control.start_or_rerun(
+        outcome = lifecycle.start_or_rerun(
             db(), runtime().dispatcher, execution_id, dry_run=args["dry_run"], may_rerun=may_rerun
         )
+        view = executions.get_execution(db(), execution_id, nodes_limit=0)
         status = _peer_status(view)
         message = {
             TriggerOutcome.STARTED: "Workflow triggered",
@@ -203,7 +204,7 @@ class Status(MethodView):
     @blp.alt_response(404, schema=ErrorSchema)
     def get(self, execution_id: uuid.UUID) -> dict[str, Any]:
         """An execution's status, each node's state and the progress"""
-        view = executions.get_execution(db(), execution_id)
+        view = executions.get_execution(db(), execution_id, nodes_limit=None)  # the peers' answer lists them all
         execution = view.execution
         return {
             "execution_id": execution.id,
@@ -225,7 +226,8 @@ class Status(MethodView):
     @blp.alt_response(409, schema=ErrorSchema, description="It has already finished")
     def delete(self, execution_id: uuid.UUID) -> dict[str, Any]:
         """Cancel an execution: final; running nodes are stopped"""
-        view = control.cancel(db(), runtime().dispatcher, execution_id)
+        lifecycle.cancel(db(), runtime().dispatcher, execution_id)
+        view = executions.get_execution(db(), execution_id, nodes_limit=0)
         return {"execution_id": execution_id, "status": view.execution.status, "message": "Workflow cancelled"}
 
 

@@ -9,7 +9,9 @@ from typing import Any
 import marshmallow as ma
 from flask import request
 from flask_smorest import Api
+from flask_smorest.utils import get_appcontext
 from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.http import quote_etag
 
 from app.domain.errors import StepwiseError
 
@@ -41,6 +43,9 @@ class StepwiseApi(Api):
         """Werkzeug's and webargs' errors, in the error shape."""
         data = getattr(error, "data", None) or {}
         code = error.code or 500
+        if code == 304:  # Not Modified: no body, and the tag the client already holds
+            etag = get_appcontext().get("etag", {}).get("etag")
+            return "", 304, {"ETag": quote_etag(etag)} if etag else {}  # type: ignore[return-value]
         payload: dict[str, Any] = {
             "code": code,
             "status": HTTPStatus(code).phrase,

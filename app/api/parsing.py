@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import flask
 import flask_smorest
 import marshmallow as ma
+from flask_smorest.utils import get_appcontext
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 
@@ -87,6 +88,10 @@ def _check_text_values(values: Any, where: str) -> None:
 
 
 class Blueprint(flask_smorest.Blueprint):
-    """flask-smorest's Blueprint with the strict parser."""
+    """flask-smorest's Blueprint with the strict parser, and the ETag kept for a 304's header."""
 
     ARGUMENTS_PARSER = StrictParser()
+
+    def _check_not_modified(self, etag: str) -> None:
+        get_appcontext().setdefault("etag", {})["etag"] = etag
+        super()._check_not_modified(etag)

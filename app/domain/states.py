@@ -97,6 +97,17 @@ NODE_FINISHED = frozenset(
         NodeStatus.CANCELLED,
     }
 )
+# Not finished: what a cancel or a deadline stops.
+NODE_UNFINISHED = frozenset(NodeStatus) - NODE_FINISHED
+# Waiting in PostgreSQL for not_before; the scheduler queues them then.
+NODE_WAITING = frozenset({NodeStatus.UP_FOR_RETRY, NodeStatus.DEFERRED})
+# What an execution retry runs again (completed and skipped nodes keep their outcome).
+NODE_RERUNNABLE = frozenset({NodeStatus.FAILED, NodeStatus.UPSTREAM_FAILED, NodeStatus.CANCELLED})
+# A parent that ended so, for its children's trigger rules, failed.
+NODE_PARENT_FAILED = frozenset({NodeStatus.FAILED, NodeStatus.UPSTREAM_FAILED})
+# Nodes that make their execution end FAILED rather than COMPLETED. A CANCELLED node in an
+# execution that is not itself cancelled was stopped by its deadline.
+NODE_FAILURES = frozenset({NodeStatus.FAILED, NodeStatus.CANCELLED})
 
 
 def workflow_sources(target: WorkflowStatus) -> frozenset[WorkflowStatus]:
@@ -112,6 +123,11 @@ def execution_sources(target: ExecutionStatus) -> frozenset[ExecutionStatus]:
 def node_sources(target: NodeStatus) -> frozenset[NodeStatus]:
     """Every status a node may move to `target` from."""
     return frozenset(s for s, targets in NODE_TRANSITIONS.items() if target in targets)
+
+
+def values(statuses: frozenset[NodeStatus] | frozenset[ExecutionStatus]) -> list[str]:
+    """A set of states as SQL parameters, in a stable order."""
+    return sorted(str(s) for s in statuses)
 
 
 def check_execution_transition(current: ExecutionStatus, target: ExecutionStatus) -> None:

@@ -9,13 +9,13 @@ from typing import Any
 
 import marshmallow as ma
 
-from app.handlers.registry import HandlerError, NodeContext, handler
+from app.handlers.registry import HandlerError, NodeContext, RunMode, handler
 
 LEVELS = ("debug", "info", "warning", "error")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-@handler("noop")
+@handler("noop", mode=RunMode.INLINE)
 def noop(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """Does nothing and outputs its (resolved) config, which makes it handy for wiring tests."""
     return config
@@ -35,7 +35,7 @@ def fill_placeholders(message: str, values: Mapping[str, Any]) -> str:
     return _PLACEHOLDER.sub(lambda m: str(values[m[1]]) if m[1] in values else m[0], message)
 
 
-@handler("log", schema=LogConfig)
+@handler("log", schema=LogConfig, mode=RunMode.INLINE)
 def log(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """Writes a message, with `{key}` placeholders filled from the input, to the execution's log."""
     message = fill_placeholders(config["message"], ctx.input)
@@ -52,7 +52,7 @@ class ComputeConfig(ma.Schema):
     b = ma.fields.Float(required=True, allow_nan=False)
 
 
-@handler("compute", schema=ComputeConfig)
+@handler("compute", schema=ComputeConfig, mode=RunMode.INLINE)
 def compute(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """Arithmetic on two numbers: add, subtract, multiply, divide, power, modulo, min, max."""
     op, a, b = config["operation"], config["a"], config["b"]
@@ -83,7 +83,7 @@ class FailConfig(ma.Schema):
     category = ma.fields.String(load_default="handler_error", validate=ma.validate.Length(min=1, max=40))
 
 
-@handler("fail", schema=FailConfig)
+@handler("fail", schema=FailConfig, mode=RunMode.INLINE)
 def fail(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """Fails with the given message, retryable or not (for tests and demos)."""
     raise HandlerError(

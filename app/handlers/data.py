@@ -10,7 +10,7 @@ import jmespath
 import marshmallow as ma
 from jmespath.exceptions import JMESPathError
 
-from app.handlers.registry import HandlerError, NodeContext, handler
+from app.handlers.registry import HandlerError, NodeContext, RunMode, handler
 
 TRANSFORM_TYPES = ("pick", "omit", "rename", "set", "query")
 
@@ -51,7 +51,7 @@ class DataTransformConfig(ma.Schema):
     transforms = ma.fields.List(ma.fields.Nested(TransformStep), required=True, validate=ma.validate.Length(min=1))
 
 
-@handler("data_transform", schema=DataTransformConfig)
+@handler("data_transform", schema=DataTransformConfig, mode=RunMode.INLINE)
 def data_transform(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """Applies pick, omit, rename, set and JMESPath query steps, in order, to a JSON document."""
     document: Any = copy.deepcopy(config["input"] if config["input"] is not None else dict(ctx.input))
@@ -96,7 +96,7 @@ class TransformConfig(ma.Schema):
     new = ma.fields.String(load_default="", metadata={"description": "replace"})
 
 
-@handler("transform", schema=TransformConfig)
+@handler("transform", schema=TransformConfig, mode=RunMode.INLINE)
 def transform(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """String operations: uppercase, lowercase, title, strip, reverse, length, split, replace."""
     value, op = config["input"], config["transform_type"]
@@ -127,7 +127,7 @@ class AggregateConfig(ma.Schema):
     aggregate_type = ma.fields.String(required=True, validate=ma.validate.OneOf(AGGREGATES))
 
 
-@handler("aggregate", schema=AggregateConfig)
+@handler("aggregate", schema=AggregateConfig, mode=RunMode.INLINE)
 def aggregate(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """Combines a list (usually templated from several parents): sum, count, min, max, avg, concat, list, merge."""
     items, kind = config["inputs"], config["aggregate_type"]

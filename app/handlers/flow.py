@@ -8,7 +8,7 @@ from typing import Any
 import marshmallow as ma
 
 from app.domain import conditions
-from app.handlers.registry import Defer, HandlerError, NodeContext, handler
+from app.handlers.registry import Defer, HandlerError, NodeContext, RunMode, handler
 
 MAX_DELAY_SECONDS = 7 * 24 * 3600
 
@@ -28,7 +28,7 @@ class ConditionalConfig(ma.Schema):
             raise ma.ValidationError({field.removeprefix("condition.") or "_": [message] for field, message in found})
 
 
-@handler("conditional", schema=ConditionalConfig)
+@handler("conditional", schema=ConditionalConfig, mode=RunMode.INLINE)
 def conditional(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """Evaluates {field, operator, value} (or all/any lists of them); outputs {"result": true|false}."""
     document = config["input"] if config["input"] is not None else dict(ctx.input)
@@ -42,7 +42,7 @@ class DelayConfig(ma.Schema):
     seconds = ma.fields.Float(required=True, validate=ma.validate.Range(min=0, max=MAX_DELAY_SECONDS))
 
 
-@handler("delay", schema=DelayConfig)
+@handler("delay", schema=DelayConfig, mode=RunMode.INLINE)
 def delay(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """Waits `seconds` in PostgreSQL, holding no worker; the scheduler wakes the node."""
     if ctx.woke_from is None and config["seconds"] > 0:
@@ -55,7 +55,7 @@ class UnreliableConfig(ma.Schema):
     seed = ma.fields.Integer(load_default=0)
 
 
-@handler("unreliable", schema=UnreliableConfig, aliases=("unreliable_handler",))
+@handler("unreliable", schema=UnreliableConfig, aliases=("unreliable_handler",), mode=RunMode.INLINE)
 def unreliable(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """Fails (retryably) with probability `failure_rate`, from a generator seeded per attempt."""
     rng = random.Random(f"{config['seed']}:{ctx.execution_id}:{ctx.node_id}:{ctx.attempt}")

@@ -14,7 +14,7 @@ import marshmallow as ma
 
 from app.domain.retry import RetryPolicy
 from app.handlers import outbound
-from app.handlers.registry import HandlerError, NodeContext, handler
+from app.handlers.registry import HandlerError, NodeContext, RunMode, handler
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
@@ -87,6 +87,7 @@ def synthetic_response(config: dict[str, Any], ctx: NodeContext) -> dict[str, An
     retry_policy=RetryPolicy(max_attempts=3, backoff_seconds=1.0, max_backoff_seconds=30.0),
     dry_run=synthetic_response,
     # The peers' templates read a response as `{{ A.data }}` or `{{ fetch.result }}`.
+    mode=RunMode.CONCURRENT,
     output_aliases={"data": "body", "result": "body"},
 )
 def http_request(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import marshmallow as ma
 from app.domain.retry import RetryPolicy
 from app.handlers import outbound
 from app.handlers.http import check_status
-from app.handlers.registry import HandlerError, NodeContext, handler
+from app.handlers.registry import HandlerError, NodeContext, RunMode, handler
 
 
 class LlmConfig(ma.Schema):
@@ -50,6 +50,7 @@ def synthetic_completion(config: dict[str, Any], ctx: NodeContext) -> dict[str, 
     aliases=("llm",),
     retry_policy=RetryPolicy(max_attempts=3, backoff_seconds=2.0, max_backoff_seconds=60.0),
     dry_run=synthetic_completion,
+    mode=RunMode.CONCURRENT,
     output_aliases={"result": "text"},
 )
 def llm_service(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import marshmallow as ma
@@ -25,6 +26,21 @@ class Defer(Exception):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"defer {seconds}s")
         self.seconds = seconds
+
+
+class RunMode(StrEnum):
+    """How a worker runs a handler's nodes: a property of the handler."""
+
+    # Pure and quick, in this process, no outside effect: carried many to a job, and run
+    # by the worker whose finish readied them without a trip through Redis. Running one
+    # again after a crash changes nothing outside.
+    INLINE = "inline"
+    # Mostly waits on the network (HTTP, LLM): many at once in the worker's thread pool
+    # (WORKER_CONCURRENCY).
+    CONCURRENT = "concurrent"
+    # Anything else (a plug-in says otherwise if it can): one node per job, alone on the
+    # worker's main thread, as RQ runs a job.
+    EXCLUSIVE = "exclusive"
 
 
 MAX_LOG_LINES = 1000
@@ -150,6 +166,7 @@ class Handler:
     # Other names templates may read an output key by (`data` for `body`, say), as the
     # peer engines named them; resolved when read, not stored twice.
     output_aliases: Mapping[str, str] = field(default_factory=dict)
+    mode: RunMode = RunMode.EXCLUSIVE
 
     def run(self, config: dict[str, Any], ctx: NodeContext) -> Any:
         """The handler, or its dry-run stand-in when the execution is a dry run."""
@@ -196,6 +213,11 @@ class HandlerRegistry:
         handler = self._handlers.get(name)
         return handler.readable(output) if handler else output
 
+    def mode(self, name: str) -> RunMode:
+        """How a worker runs the handler's nodes (EXCLUSIVE for a name it does not know)."""
+        handler = self._handlers.get(name)
+        return handler.mode if handler else RunMode.EXCLUSIVE
+
     def policy(self, name: str, overrides: Mapping[str, Any] | None) -> retry.RetryPolicy:
         """The retry policy of a node: its handler's, with the node's own settings over it."""
         handler = self._handlers.get(name)
@@ -237,10 +259,12 @@ def handler(
     retry_policy: retry.RetryPolicy | None = None,
     dry_run: HandlerFunc | None = None,
     output_aliases: Mapping[str, str] | None = None,
+    mode: RunMode = RunMode.EXCLUSIVE,
     into: HandlerRegistry | None = None,
 ) -> Callable[[HandlerFunc], HandlerFunc]:
     """Register the decorated function as the handler `name`; `dry_run` stands in for
-    it in dry runs, `output_aliases` lets templates read a key by another name."""
+    it in dry runs, `output_aliases` lets templates read a key by another name, `mode`
+    says how workers run it (see RunMode; a plug-in is EXCLUSIVE unless it declares more)."""
 
     def decorate(func: HandlerFunc) -> HandlerFunc:
         """Register and return the function unchanged."""
@@ -255,6 +279,7 @@ def handler(
                 retry_policy or retry.RetryPolicy(),
                 dry_run,
                 dict(output_aliases or {}),
+                mode,
             )
         )
         return func

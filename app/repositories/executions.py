@@ -1,9 +1,9 @@
-"""Executions: idempotent creation, guarded status changes and the unfinished-node count."""
+"""Executions: idempotent creation, guarded status changes, the execution lock and the scheduler's lists."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -11,12 +11,11 @@ from sqlalchemy import Uuid, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from app.domain.states import NODE_FINISHED, ExecutionStatus, NodeStatus, execution_sources
-from app.models import Execution, NodeExecution, Workflow
-from app.repositories import audit
+from app.domain.states import ExecutionStatus, execution_sources
+from app.models import Execution, Workflow
+from app.repositories import audit, node_counts
 from app.repositories.audit import LogEntry
-
-_FINISHED = [str(s) for s in NODE_FINISHED]
+from app.repositories.prepared import Prepared
 
 
 def insert_unless_key_exists(session: Session, values: dict[str, Any]) -> uuid.UUID | None:
@@ -140,13 +139,6 @@ def transition(
     return ExecutionStatus(previous)
 
 
-@dataclass(frozen=True)
-class Countdown:
-    unfinished: int
-    failed: int
-    status: ExecutionStatus
-
-
 _LOCK = text("SELECT status FROM executions WHERE id = :id FOR NO KEY UPDATE").bindparams(bindparam("id", type_=Uuid))
 
 
@@ -162,51 +154,23 @@ def lock(session: Session, execution_id: uuid.UUID) -> ExecutionStatus | None:
     return ExecutionStatus(status) if status is not None else None
 
 
-# Runs once per finished node: a statement written once, not built per call.
-_COUNT_FINISHED = text(
-    """
-    UPDATE executions
-    SET nodes_unfinished = nodes_unfinished - :finished, nodes_failed = nodes_failed + :failed, updated_at = now()
-    WHERE id = :id
-    RETURNING nodes_unfinished, nodes_failed, status
-    """
-).bindparams(bindparam("id", type_=Uuid))
+_LOCK_MANY = Prepared(
+    "lock_executions",
+    "SELECT id, status, node_counts FROM executions WHERE id = ANY(:ids) ORDER BY id FOR NO KEY UPDATE",
+    [("ids", "uuid[]")],
+)
 
 
-def count_finished(session: Session, execution_id: uuid.UUID, finished: int, failed: int) -> Countdown:
-    """Take finished nodes off the execution's count; the caller ends it at zero."""
-    row = session.execute(_COUNT_FINISHED, {"id": execution_id, "finished": finished, "failed": failed}).one()
-    return Countdown(row[0], row[1], ExecutionStatus(row[2]))
-
-
-def recount(session: Session, execution_id: uuid.UUID) -> Countdown:
-    """Recompute the unfinished and failed node counts from the nodes themselves
-    (after a retry reset many at once)."""
-    unfinished = (
-        select(func.count())
-        .select_from(NodeExecution)
-        .where(NodeExecution.execution_id == execution_id, NodeExecution.status.not_in(_FINISHED))
-        .scalar_subquery()
-    )
-    # CANCELLED counts: in an execution that is not itself cancelled, a cancelled node
-    # was stopped by a deadline, and the run must not end COMPLETED without it.
-    failed = (
-        select(func.count())
-        .select_from(NodeExecution)
-        .where(
-            NodeExecution.execution_id == execution_id,
-            NodeExecution.status.in_([NodeStatus.FAILED, NodeStatus.CANCELLED]),
-        )
-        .scalar_subquery()
-    )
-    row = session.execute(
-        update(Execution)
-        .where(Execution.id == execution_id)
-        .values(nodes_unfinished=unfinished, nodes_failed=failed, updated_at=func.now())
-        .returning(Execution.nodes_unfinished, Execution.nodes_failed, Execution.status)
-        .execution_options(synchronize_session=False)
-    ).one()
-    return Countdown(row[0], row[1], ExecutionStatus(row[2]))
+def lock_many(session: Session, execution_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, ExecutionStatus]:
+    """lock() for several executions at once, in id order (the global lock order); their
+    node counts are remembered for the rest of the transaction (node_counts.settle)."""
+    if not execution_ids:
+        return {}
+    statuses = {}
+    for row in _LOCK_MANY.execute(session, {"ids": list(execution_ids)}):
+        statuses[row.id] = ExecutionStatus(row.status)
+        node_counts.remember(session, row.id, row.node_counts)
+    return statuses
 
 
 def _due(session: Session, status: ExecutionStatus, column: Any, limit: int) -> list[uuid.UUID]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import delete, func
 from sqlalchemy.dialects.postgresql import insert
@@ -17,22 +18,22 @@ def beat(
     hostname: str,
     pid: int,
     tracks_current: bool,
-    current_node_execution_id: uuid.UUID | None,
+    running: Sequence[uuid.UUID],
 ) -> None:
-    """Record that the worker is alive, and the node it is running (if it tracks that)."""
+    """Record that the worker is alive, and the nodes it holds (if it tracks them)."""
     values = {
         "name": name,
         "hostname": hostname,
         "pid": pid,
         "tracks_current": tracks_current,
-        "current_node_execution_id": current_node_execution_id,
+        "running": list(running),
     }
     session.execute(
         insert(WorkerHeartbeat)
         .values(**values)
         .on_conflict_do_update(
             index_elements=[WorkerHeartbeat.name],
-            set_={"current_node_execution_id": current_node_execution_id, "heartbeat_at": func.now()},
+            set_={"running": list(running), "heartbeat_at": func.now()},
         )
     )
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from app import metrics
@@ -20,12 +19,12 @@ from app.domain import dag
 from app.domain.errors import ConflictError, IdempotencyKeyMismatchError, NotFoundError
 from app.domain.states import NODE_FINISHED, ExecutionStatus, NodeStatus, WorkflowStatus
 from app.models import Execution, NodeExecution, Workflow, WorkflowNode
-from app.repositories import audit
+from app.repositories import audit, node_counts, node_moves, node_reads
 from app.repositories import executions as executions_repo
-from app.repositories import nodes as nodes_repo
 from app.repositories import workflows as workflows_repo
 from app.repositories.audit import LogEntry
-from app.services import choreography, workflows
+from app.services import lifecycle, workflows
+from app.services.progress import dispatch
 from app.services.workflows import WorkflowDraft
 
 log = logging.getLogger(__name__)
@@ -63,19 +62,21 @@ class ExecutionView:
     execution: Execution
     workflow: Workflow
     created: bool = False
-    nodes: list[NodeExecution] | None = None
+    nodes: list[NodeExecution] | None = None  # a page of them, when asked for
+    nodes_next: int | None = None  # the position to page on from, when there are more
 
     @property
-    def progress(self) -> dict[str, Any] | None:
-        """Node counts by status and the percent finished (None without the nodes)."""
-        if self.nodes is None:
-            return None
-        counts = {status.value.lower(): 0 for status in NodeStatus}
-        for node in self.nodes:
-            counts[node.status.lower()] += 1
-        total = len(self.nodes)
-        finished = sum(1 for node in self.nodes if node.status in NODE_FINISHED)
-        return {"total": total, **counts, "percent": round(100 * finished / total, 1) if total else 100.0}
+    def progress(self) -> dict[str, Any]:
+        """Node counts by status and the percent finished, from the execution row: the same
+        cost for ten nodes as for ten thousand."""
+        counts = self.execution.node_counts
+        total = self.execution.nodes_total
+        finished = self.execution.count(NODE_FINISHED)
+        return {
+            "total": total,
+            **{status.value.lower(): counts.get(str(status), 0) for status in NodeStatus},
+            "percent": round(100 * finished / total, 1) if total else 100.0,
+        }
 
 
 def trigger(session: Session, dispatcher: Dispatcher, request: TriggerRequest) -> ExecutionView:
@@ -85,8 +86,8 @@ def trigger(session: Session, dispatcher: Dispatcher, request: TriggerRequest) -
         if replayed is not None:
             return replayed
         workflow = _runnable_workflow(session, request)
-        view, jobs = create(session, workflow, request)
-    choreography.dispatch(dispatcher, jobs)
+        view, jobs = create(session, dispatcher, workflow, request)
+    dispatch(dispatcher, jobs)
     return view
 
 
@@ -97,11 +98,13 @@ def submit_adhoc(session: Session, draft: WorkflowDraft, limits: dag.Limits, req
     nodes = workflows.checked_nodes(draft, limits)
     with session.begin():
         workflow = workflows.store(session, draft, nodes)
-        view, _ = create(session, workflow, replace(request, workflow_id=workflow.id, start=False))
+        view, _ = create(session, None, workflow, replace(request, workflow_id=workflow.id, start=False))
         return view
 
 
-def create(session: Session, workflow: Workflow, request: TriggerRequest) -> tuple[ExecutionView, list[NodeJob]]:
+def create(
+    session: Session, dispatcher: Dispatcher | None, workflow: Workflow, request: TriggerRequest
+) -> tuple[ExecutionView, list[NodeJob]]:
     """Insert an execution of `workflow` and its nodes, and start it unless the request
     says otherwise; the jobs to enqueue once the caller's transaction commits."""
     nodes = workflows_repo.nodes_of(session, workflow.id)
@@ -111,7 +114,7 @@ def create(session: Session, workflow: Workflow, request: TriggerRequest) -> tup
         if replayed is None:
             raise ConflictError("the idempotency key is taken by an execution being deleted; retry")
         return replayed, []
-    jobs = _create_nodes_and_start(session, execution_id, workflow, nodes, request)
+    jobs = _create_nodes_and_start(session, dispatcher, execution_id, workflow, nodes, request)
     name = workflow.name
     metrics.after_commit(session, lambda: metrics.EXECUTIONS_STARTED.labels(name).inc())
     execution = session.get(Execution, execution_id, populate_existing=True)
@@ -162,7 +165,7 @@ def _execution_row(workflow: Workflow, request: TriggerRequest, node_count: int)
         "input": request.input,
         "correlation_id": request.correlation_id,
         "nodes_total": node_count,
-        "nodes_unfinished": node_count,
+        "node_counts": node_counts.initial(node_count),
         "scheduled_at": request.scheduled_at,
         "max_retries": request.max_retries,
         "dry_run": request.dry_run,
@@ -171,6 +174,7 @@ def _execution_row(workflow: Workflow, request: TriggerRequest, node_count: int)
 
 def _create_nodes_and_start(
     session: Session,
+    dispatcher: Dispatcher | None,
     execution_id: uuid.UUID,
     workflow: Workflow,
     nodes: Sequence[WorkflowNode],
@@ -187,7 +191,7 @@ def _create_nodes_and_start(
             )
         ],
     )
-    nodes_repo.insert_many(
+    node_moves.insert_many(
         session,
         [
             {
@@ -200,7 +204,7 @@ def _create_nodes_and_start(
             for node in nodes
         ],
     )
-    if not request.start:
+    if not request.start or dispatcher is None:
         return []  # PENDING until someone triggers it
     if request.scheduled_at is not None and request.scheduled_at > datetime.now(UTC):
         audit.record(
@@ -215,7 +219,7 @@ def _create_nodes_and_start(
             ],
         )
         return []
-    return start(session, execution_id, workflow)
+    return lifecycle.start(session, dispatcher, execution_id, workflow)
 
 
 def _runnable_workflow(session: Session, request: TriggerRequest) -> Workflow:
@@ -239,39 +243,33 @@ def _runnable_workflow(session: Session, request: TriggerRequest) -> Workflow:
     return workflow
 
 
-def start(session: Session, execution_id: uuid.UUID, workflow: Workflow, dry_run: bool | None = None) -> list[NodeJob]:
-    """PENDING -> RUNNING (its deadline counting from now, a dry run if `dry_run` says so),
-    then settle the root nodes like any other (a root may have a `when`); the jobs to
-    enqueue after commit."""
-    mode = {} if dry_run is None else {"dry_run": dry_run}
-    moved = executions_repo.transition(
-        session,
-        execution_id,
-        ExecutionStatus.RUNNING,
-        message="execution started" + (" (dry run)" if dry_run else ""),
-        details=mode,
-        started_at=func.now(),
-        deadline_at=deadline_from_now(workflow.timeout_seconds),
-        **mode,
-    )
-    if moved is None:
-        return []  # started or cancelled by someone else: their move, not ours
-    roots = nodes_repo.root_states(session, execution_id, workflow.id)
-    return choreography.advance(session, execution_id, workflow.id, [], ready=roots)
-
-
-def deadline_from_now(seconds: int | None) -> Any:
-    """SQL for now + seconds, or None for no deadline."""
-    return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, seconds) if seconds else None
-
-
-def get_execution(session: Session, execution_id: uuid.UUID) -> ExecutionView:
-    """An execution with each node's state."""
+def get_execution(
+    session: Session,
+    execution_id: uuid.UUID,
+    *,
+    node_statuses: Sequence[NodeStatus] = (),
+    nodes_after: int = -1,
+    nodes_limit: int | None = 100,
+) -> ExecutionView:
+    """An execution with its counts by status and a page of its nodes (in the workflow's
+    order, after position `nodes_after`, at most `nodes_limit`: all when None; only in
+    `node_statuses` when given)."""
     with session.begin():
         found = executions_repo.get_with_workflow(session, execution_id)
         if found is None:
             raise NotFoundError(f"execution {execution_id} not found")
-        return ExecutionView(found[0], found[1], nodes=nodes_repo.of_execution(session, execution_id))
+        execution, workflow = found
+        if nodes_limit == 0:
+            return ExecutionView(execution, workflow, nodes=[])
+        fetch = None if nodes_limit is None else nodes_limit + 1
+        rows = node_reads.page(
+            session, execution_id, workflow.id, statuses=node_statuses, after_position=nodes_after, limit=fetch
+        )
+        more = nodes_limit is not None and len(rows) > nodes_limit
+        rows = rows[:nodes_limit] if more else rows
+        return ExecutionView(
+            execution, workflow, nodes=[node for node, _ in rows], nodes_next=rows[-1][1] if more else None
+        )
 
 
 def get_results(session: Session, execution_id: uuid.UUID) -> tuple[ExecutionView, dict[str, Any]]:
@@ -280,7 +278,7 @@ def get_results(session: Session, execution_id: uuid.UUID) -> tuple[ExecutionVie
         found = executions_repo.get_with_workflow(session, execution_id)
         if found is None:
             raise NotFoundError(f"execution {execution_id} not found")
-        return ExecutionView(found[0], found[1]), nodes_repo.outputs(session, execution_id)
+        return ExecutionView(found[0], found[1]), node_reads.outputs(session, execution_id)
 
 
 def list_executions(

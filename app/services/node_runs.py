@@ -1,34 +1,38 @@
-"""The life of one node run: claim it, then record how it ended (completed, failed,
-deferred) and let the choreography move the execution on.
+"""The life of node runs on a worker: claim them, resolve their configs, then record how
+they ended (completed, failed, deferred, stopped) and let their execution move on.
 
-Each step is one transaction. A failure either waits in PostgreSQL for another
-attempt (UP_FOR_RETRY, requeued by the scheduler) or is final: FAILED, a dead
-letter, and its descendants settled by their trigger rules.
+A claim is one transaction for a whole batch. Outcomes are recorded together, in as
+few transactions as the worker chooses (`recording`): one statement per kind of
+outcome and execution, then one wave of parent counting. A failure either waits in
+PostgreSQL for another attempt (UP_FOR_RETRY, queued by the scheduler) or is final:
+FAILED, a dead letter, and its descendants settled by their trigger rules.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app import metrics
-from app.dispatch import Dispatcher
+from app.dispatch import Dispatcher, NodeJob
 from app.domain import templates
-from app.domain.states import NodeStatus
+from app.domain.states import ExecutionStatus, NodeStatus
 from app.handlers import registry
 from app.handlers.registry import LogLine, clean_text
-from app.repositories import audit
+from app.repositories import audit, claims, node_moves
 from app.repositories import dead_letters as dead_letters_repo
 from app.repositories import executions as executions_repo
-from app.repositories import nodes as nodes_repo
 from app.repositories.audit import LogEntry
-from app.repositories.nodes import ClaimedNode
-from app.services import choreography
-from app.services.choreography import dispatch
+from app.repositories.claims import ClaimedNode
+from app.repositories.node_moves import MovedNode, Result
+from app.services import lifecycle, progress
+from app.services.progress import Continuation, Finished, dispatch
 
 
 @dataclass(frozen=True)
@@ -59,46 +63,180 @@ class Failure:
         }
 
 
-def claim_node(session: Session, node_execution_id: uuid.UUID, attempt: int, worker_name: str) -> ClaimedNode | None:
-    """QUEUED -> RUNNING; None means another delivery of this job already has it."""
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt ended: with an output, a failure, a wait (deferred), or stopped by
+    a cancel (then only its log lines are kept)."""
+
+    node: ClaimedNode
+    output: Any = None
+    failure: Failure | None = None
+    defer_seconds: float | None = None
+    stopped: bool = False
+    logs: Sequence[LogLine] = ()
+
+
+def claim_nodes(session: Session, wanted: Sequence[tuple[uuid.UUID, int]], worker_name: str) -> list[ClaimedNode]:
+    """QUEUED -> RUNNING for each (node, attempt) still QUEUED at it, in one transaction;
+    a node another delivery already has is not returned."""
     with session.begin():
-        return nodes_repo.claim(session, node_execution_id, attempt, worker_name)
+        return claims.claim(session, wanted, worker_name)
 
 
-def resolve_config(session: Session, node: ClaimedNode) -> dict[str, Any]:
-    """The node's config with its templates resolved against the execution input and
-    the outputs of the ancestors they name (TemplateResolutionError naming the path)."""
-    roots = templates.config_references(node.config) - {templates.INPUT}
-    outputs: dict[str, Any] = {}
-    if roots:
+def claim_node(session: Session, node_execution_id: uuid.UUID, attempt: int, worker_name: str) -> ClaimedNode | None:
+    """One node's claim; None means another delivery of its job already has it."""
+    claimed = claim_nodes(session, [(node_execution_id, attempt)], worker_name)
+    return claimed[0] if claimed else None
+
+
+@contextmanager
+def _reading(session: Session) -> Iterator[None]:
+    """In the caller's transaction if there is one, else in a short one of its own."""
+    if session.in_transaction():
+        yield
+    else:
         with session.begin():
-            outputs = choreography.readable_outputs(session, node.execution_id, roots)
+            yield
+
+
+def resolve_config(session: Session, node: ClaimedNode, known: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The node's config with its templates resolved against the execution input and the
+    outputs of the ancestors they name (TemplateResolutionError naming the path). `known`:
+    outputs this process already holds, as templates read them, by node id."""
+    roots = templates.config_references(node.config) - {templates.INPUT}
+    outputs = {node_id: known[node_id] for node_id in roots if known and node_id in known}
+    missing = roots - outputs.keys()
+    if missing:
+        with _reading(session):
+            outputs.update(progress.readable_outputs(session, node.execution_id, missing))
     return templates.resolve(node.config, {templates.INPUT: node.input, **outputs})
+
+
+@dataclass
+class Recorded:
+    """What a recording did: the children the worker continues into, claimed for it, and
+    the outcomes that came too late to count (their nodes were cancelled or re-run)."""
+
+    claimed: list[ClaimedNode] = field(default_factory=list)
+    dropped: list[Outcome] = field(default_factory=list)
+
+
+class Recording:
+    """Outcomes recorded in one transaction: the executions locked once, in id order."""
+
+    def __init__(self, session: Session, dispatcher: Dispatcher) -> None:
+        self.session, self.dispatcher = session, dispatcher
+        self.jobs: list[NodeJob] = []
+        self._locked: dict[uuid.UUID, ExecutionStatus] = {}
+
+    def record(self, outcomes: Sequence[Outcome], continuation: Continuation | None = None) -> Recorded:
+        """Record these outcomes; continue into ready children if `continuation` allows."""
+        by_execution: dict[uuid.UUID, list[Outcome]] = defaultdict(list)
+        for outcome in outcomes:
+            by_execution[outcome.node.execution_id].append(outcome)
+        new = [execution_id for execution_id in by_execution if execution_id not in self._locked]
+        self._locked.update(executions_repo.lock_many(self.session, new))
+        recorded = Recorded()
+        before = len(continuation.claimed) if continuation else 0
+        for execution_id in sorted(by_execution):
+            recorded.dropped.extend(self._record_execution(execution_id, by_execution[execution_id], continuation))
+        if continuation:
+            recorded.claimed = continuation.claimed[before:]
+        return recorded
+
+    def _record_execution(
+        self, execution_id: uuid.UUID, outcomes: Sequence[Outcome], continuation: Continuation | None
+    ) -> list[Outcome]:
+        session = self.session
+        moved: list[MovedNode] = []
+        finished: list[Finished] = []
+        by_id = {outcome.node.id: outcome for outcome in outcomes}
+        completed = node_moves.record_results(
+            session,
+            execution_id,
+            NodeStatus.COMPLETED,
+            [
+                Result(o.node.id, o.node.attempt, output=o.output)
+                for o in outcomes
+                if o.failure is None and o.defer_seconds is None and not o.stopped
+            ],
+        )
+        moved += completed
+        finished += [Finished(m.node_id, by_id[m.id].node.dependents, NodeStatus.COMPLETED) for m in completed]
+        retries, failures = _sort_failures([o for o in outcomes if o.failure is not None])
+        retried = node_moves.record_results(session, execution_id, NodeStatus.UP_FOR_RETRY, retries)
+        for m in retried:
+            handler = by_id[m.id].node.handler
+            metrics.after_commit(session, lambda handler=handler: metrics.NODE_RETRIES.labels(handler).inc())
+        failed = node_moves.record_results(session, execution_id, NodeStatus.FAILED, failures)
+        for m in failed:
+            _dead_letter(session, by_id[m.id])
+        finished += [Finished(m.node_id, by_id[m.id].node.dependents, NodeStatus.FAILED) for m in failed]
+        deferred = node_moves.record_results(
+            session,
+            execution_id,
+            NodeStatus.DEFERRED,
+            [
+                Result(o.node.id, o.node.attempt, seconds=o.defer_seconds, details={"wait_seconds": o.defer_seconds})
+                for o in outcomes
+                if o.defer_seconds is not None and o.failure is None
+            ],
+        )
+        moved += retried + failed + deferred
+        counted = {m.id for m in moved}
+        _record_handler_logs(session, [o for o in outcomes if o.node.id in counted or o.stopped])
+        if finished:
+            workflow_id = outcomes[0].node.workflow_id
+            jobs, countdown = progress.advance(
+                session, self.dispatcher, execution_id, workflow_id, finished, continuation=continuation
+            )
+            self.jobs.extend(jobs)
+            lifecycle.conclude(session, execution_id, countdown)
+        return [o for o in outcomes if o.node.id not in counted and not o.stopped]
+
+
+def _sort_failures(outcomes: Sequence[Outcome]) -> tuple[list[Result], list[Result]]:
+    """Failed attempts as (those to retry later, those that fail their node for good)."""
+    retries, failures = [], []
+    for outcome in outcomes:
+        node, failure = outcome.node, outcome.failure
+        assert failure is not None
+        policy = registry.policy(node.handler, node.retry_policy)
+        error = failure.as_error()
+        if policy.should_retry(node.attempt, failure.retryable):
+            delay = policy.delay(node.attempt, failure.retry_after)
+            details = {"error": error, "retry_in_seconds": round(delay, 3), "next_attempt": node.attempt + 1}
+            retries.append(Result(node.id, node.attempt, error=error, seconds=delay, details=details))
+        else:
+            reason = (
+                "not retryable"
+                if not failure.retryable
+                else f"no attempts left ({node.attempt} of {policy.max_attempts})"
+            )
+            failures.append(Result(node.id, node.attempt, error=error, details={"error": error, "retry": reason}))
+    return retries, failures
+
+
+@contextmanager
+def recording(session: Session, dispatcher: Dispatcher) -> Iterator[Recording]:
+    """A transaction to record outcomes in; the jobs it makes are enqueued after commit."""
+    opened = Recording(session, dispatcher)
+    with session.begin():
+        yield opened
+    dispatch(dispatcher, opened.jobs)
+
+
+def record_outcome(session: Session, dispatcher: Dispatcher, outcome: Outcome) -> bool:
+    """Record one outcome in a transaction of its own; False when it came too late to count."""
+    with recording(session, dispatcher) as opened:
+        return not opened.record([outcome]).dropped
 
 
 def complete_node(
     session: Session, dispatcher: Dispatcher, node: ClaimedNode, output: Any, logs: Sequence[LogLine] = ()
 ) -> bool:
     """RUNNING -> COMPLETED with its output; False when the result came too late to count."""
-    with session.begin():
-        executions_repo.lock(session, node.execution_id)
-        moved = nodes_repo.finish(
-            session,
-            node.execution_id,
-            NodeStatus.COMPLETED,
-            ids=[node.id],
-            expected=[NodeStatus.RUNNING],
-            attempt=node.attempt,
-            output=output,
-        )
-        if not moved:
-            return False  # cancelled, or re-queued after this worker was presumed dead
-        _record_handler_logs(session, node, logs)
-        jobs = choreography.advance(
-            session, node.execution_id, node.workflow_id, [(node.node_id, node.dependents, NodeStatus.COMPLETED)]
-        )
-    dispatch(dispatcher, jobs)
-    return True
+    return record_outcome(session, dispatcher, Outcome(node, output=output, logs=logs))
 
 
 def fail_node(
@@ -107,74 +245,23 @@ def fail_node(
     """An attempt failed: wait for the next one (UP_FOR_RETRY) if the node's retry policy
     gives one, else RUNNING -> FAILED, a dead letter, and the descendants settled.
     False when the failure came too late to count."""
-    policy = registry.policy(node.handler, node.retry_policy)
-    with session.begin():
-        executions_repo.lock(session, node.execution_id)
-        if policy.should_retry(node.attempt, failure.retryable):
-            delay = policy.delay(node.attempt, failure.retry_after)
-            moved = nodes_repo.wait_for_retry(
-                session, node.execution_id, node.id, node.attempt, delay, failure.as_error()
-            )
-            if moved:
-                _record_handler_logs(session, node, logs)
-                metrics.after_commit(session, lambda: metrics.NODE_RETRIES.labels(node.handler).inc())
-            return bool(moved)
-        reason = (
-            "not retryable" if not failure.retryable else f"no attempts left ({node.attempt} of {policy.max_attempts})"
-        )
-        moved = nodes_repo.finish(
-            session,
-            node.execution_id,
-            NodeStatus.FAILED,
-            ids=[node.id],
-            expected=[NodeStatus.RUNNING],
-            attempt=node.attempt,
-            error=failure.as_error(),
-            level="error",
-            details={"error": failure.as_error(), "retry": reason},
-        )
-        if not moved:
-            return False
-        _record_handler_logs(session, node, logs)
-        _dead_letter(session, node, failure)
-        jobs = choreography.advance(
-            session, node.execution_id, node.workflow_id, [(node.node_id, node.dependents, NodeStatus.FAILED)]
-        )
-    dispatch(dispatcher, jobs)
-    return True
+    return record_outcome(session, dispatcher, Outcome(node, failure=failure, logs=logs))
 
 
-def defer_node(session: Session, node: ClaimedNode, seconds: float, logs: Sequence[LogLine] = ()) -> bool:
-    """RUNNING -> DEFERRED: the handler asked to wait `seconds` without holding a worker;
-    the scheduler queues it again then. False when the node is no longer this attempt's."""
-    with session.begin():
-        executions_repo.lock(session, node.execution_id)
-        moved = nodes_repo.defer(session, node.execution_id, node.id, node.attempt, seconds)
-        if moved:
-            _record_handler_logs(session, node, logs)
-        return bool(moved)
+def _record_handler_logs(session: Session, outcomes: Sequence[Outcome]) -> None:
+    audit.record(
+        session,
+        [
+            LogEntry(o.node.execution_id, "handler.log", line.message, o.node.node_id, line.level, line.details)
+            for o in outcomes
+            for line in o.logs
+        ],
+    )
 
 
-def record_late_logs(session: Session, node: ClaimedNode, logs: Sequence[LogLine]) -> None:
-    """Log lines of an attempt whose result no longer counts (cancelled, stopped): still
-    worth reading, so they are kept."""
-    if logs:
-        with session.begin():
-            _record_handler_logs(session, node, logs)
-
-
-def _record_handler_logs(session: Session, node: ClaimedNode, logs: Sequence[LogLine]) -> None:
-    if logs:
-        audit.record(
-            session,
-            [
-                LogEntry(node.execution_id, "handler.log", line.message, node.node_id, line.level, line.details)
-                for line in logs
-            ],
-        )
-
-
-def _dead_letter(session: Session, node: ClaimedNode, failure: Failure) -> None:
+def _dead_letter(session: Session, outcome: Outcome) -> None:
+    node, failure = outcome.node, outcome.failure
+    assert failure is not None
     metrics.after_commit(session, lambda: metrics.DEAD_LETTERS.labels(node.handler, failure.category).inc())
     letter_id = dead_letters_repo.add(
         session,

@@ -23,13 +23,14 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.dispatch import Dispatcher, NodeJob
-from app.domain.states import ExecutionStatus, NodeStatus
+from app.domain.states import NODE_WAITING, ExecutionStatus
+from app.handlers import registry
+from app.repositories import claims, node_moves, recovery
 from app.repositories import executions as executions_repo
-from app.repositories import nodes as nodes_repo
 from app.repositories import workers as workers_repo
 from app.runtime import Runtime
-from app.services import control, node_runs
-from app.services.choreography import dispatch, node_jobs
+from app.services import lifecycle, node_runs
+from app.services.progress import dispatch, node_jobs
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class SchedulerSettings:
     worker_lost_seconds: int = 30
     retention_days: int = 7
     leader_lock: int = LEADER_LOCK  # schedulers sharing a key share one leader
+    # Every QUEUED node's job is looked for this often, a page per tick (see _requeue_lost_jobs).
+    queued_sweep_seconds: float = 300.0
 
 
 _START = (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
@@ -57,7 +60,12 @@ class SchedulerState:
     backlog is looked through a page per tick, and since when it leads."""
 
     leader_since: float = float("-inf")
-    queued_after: tuple[datetime, uuid.UUID] = _START
+    # QUEUED nodes are each looked for in Redis once, when they pass their grace: up to here.
+    queued_checked: tuple[datetime, uuid.UUID] = _START
+    # A sweep of every QUEUED node: where it stands (None: none running), and the next one.
+    sweep_after: tuple[datetime, uuid.UUID] | None = _START
+    next_sweep: float = float("-inf")
+    redis_epoch: str | None = None
     running_after: tuple[datetime, uuid.UUID] = _START
 
 
@@ -75,9 +83,9 @@ def tick(rt: Runtime, settings: SchedulerSettings, state: SchedulerState | None 
     report = TickReport()
     with rt.sessions() as session:
         for name, due, act in (
-            ("started", executions_repo.due_to_start, control.start_scheduled),
-            ("resumed", executions_repo.due_to_retry, control.resume_due),
-            ("timed_out", executions_repo.past_deadline, control.expire_deadline),
+            ("started", executions_repo.due_to_start, lifecycle.start_scheduled),
+            ("resumed", executions_repo.due_to_retry, lifecycle.resume_due),
+            ("timed_out", executions_repo.past_deadline, lifecycle.expire_deadline),
         ):
             _each_execution(session, rt.dispatcher, report, name, due, act)
         _queue_due_retries(session, rt.dispatcher, report)
@@ -123,60 +131,86 @@ def _each_execution(
 def _queue_due_retries(session: Session, dispatcher: Dispatcher, report: TickReport) -> None:
     """UP_FOR_RETRY nodes whose backoff is over, DEFERRED ones whose wait is: queue their next run."""
     with session.begin():
-        due = nodes_repo.due_wakeups(session, BATCH)
-    by_execution: dict[uuid.UUID, list[nodes_repo.WaitingNode]] = defaultdict(list)
+        due = recovery.due_wakeups(session, BATCH)
+    by_execution: dict[uuid.UUID, list[recovery.WaitingNode]] = defaultdict(list)
     for node in due:
         by_execution[node.execution_id].append(node)
     for execution_id, waiting in by_execution.items():
+        modes = {n.node_id: registry.mode(n.handler) for n in waiting}
         with session.begin():
             if executions_repo.lock(session, execution_id) != ExecutionStatus.RUNNING:
                 continue  # cancelled or timed out meanwhile: its nodes are settled already
-            queued = nodes_repo.queue(
+            queued = node_moves.queue(
                 session,
                 execution_id,
                 ids=[n.id for n in waiting],
-                expected=[NodeStatus.UP_FOR_RETRY, NodeStatus.DEFERRED],
+                expected=NODE_WAITING,
+                job_ids=dispatcher.plan(modes),
             )
-            jobs = node_jobs(queued, {n.node_id: n.timeout_seconds for n in waiting})
+            jobs = node_jobs(queued, modes)
         dispatch(dispatcher, jobs)
-        report.add("retried", len(jobs))
+        report.add("retried", len(queued))
 
 
 def _requeue_lost_jobs(
     session: Session, dispatcher: Dispatcher, settings: SchedulerSettings, state: SchedulerState, report: TickReport
 ) -> None:
     """QUEUED nodes whose RQ job is gone (Redis restarted or flushed, a crash between
-    commit and enqueue, a worker that died after taking it): enqueue the same attempt
-    again. A duplicate is harmless: the claim lets one delivery through."""
-    with session.begin():
-        stale = nodes_repo.queued_before(session, settings.queued_grace_seconds, BATCH, state.queued_after)
-        live = nodes_repo.live_workers(session, settings.worker_lost_seconds)
-    state.queued_after = (stale[-1].queued_at, stale[-1].id) if len(stale) == BATCH else _START  # type: ignore[assignment]
-    stale = [n for n in stale if n.rq_job_id]
+    commit and enqueue, a worker that died after taking it): enqueue the same job again.
+    A duplicate is harmless: the claim lets one delivery through.
+
+    A healthy backlog is not rescanned every tick: each QUEUED node is looked for once,
+    when it passes its grace; all of them again when Redis's data set changed (a flush, an
+    empty restart), and every `queued_sweep_seconds`, a page per tick.
+    """
     try:
-        lost = dispatcher.lost([n.rq_job_id for n in stale if n.rq_job_id], live_workers=live)
-    except RedisError:
-        log.warning("scheduler: Redis unreachable; lost jobs are checked again next tick")
-        return
-    for node in stale:
-        if node.rq_job_id not in lost:
-            continue
+        epoch = dispatcher.epoch()
+        live = None
+        if epoch != state.redis_epoch:
+            if state.redis_epoch is not None:
+                log.warning("scheduler: Redis lost its data; every QUEUED node's job is looked for")
+            state.redis_epoch, state.sweep_after = epoch, _START
+        elif state.sweep_after is None and time.monotonic() >= state.next_sweep:
+            state.sweep_after = _START
         with session.begin():
-            touched = nodes_repo.touch_queued(session, node.id, node.attempt, "job missing in Redis")
-        if touched:
-            dispatch(dispatcher, [NodeJob(node.rq_job_id, node.id, node.attempt, node.timeout_seconds)])
-            report.add("requeued")
+            crossed = recovery.queued_between(session, state.queued_checked, settings.queued_grace_seconds, BATCH)
+            swept = recovery.queued_between(session, state.sweep_after, None, BATCH) if state.sweep_after else []
+            live = recovery.live_workers(session, settings.worker_lost_seconds)
+        candidates = {n.id: n for n in crossed + swept if n.rq_job_id}
+        lost = dispatcher.lost([n.rq_job_id for n in candidates.values() if n.rq_job_id], live_workers=live)
+    except RedisError:
+        log.warning("scheduler: Redis unreachable; lost jobs are looked for again next tick")
+        return
+    if crossed:
+        state.queued_checked = (crossed[-1].queued_at, crossed[-1].id)  # type: ignore[assignment]
+    if state.sweep_after is not None:
+        if len(swept) == BATCH:
+            state.sweep_after = (swept[-1].queued_at, swept[-1].id)  # type: ignore[assignment]
+        else:
+            state.sweep_after, state.next_sweep = None, time.monotonic() + settings.queued_sweep_seconds
+    by_job: dict[str, list[recovery.WaitingNode]] = defaultdict(list)
+    for node in candidates.values():
+        if node.rq_job_id in lost:
+            by_job[node.rq_job_id].append(node)
+    for job_id, nodes in by_job.items():
+        with session.begin():
+            touched = recovery.touch_queued(session, [(n.id, n.attempt) for n in nodes], "job missing in Redis")
+        carried = [n for n in nodes if n.id in touched]
+        if carried:
+            mode = registry.mode(carried[0].handler)
+            dispatch(dispatcher, [NodeJob(job_id, mode, tuple((n.id, n.attempt) for n in carried))])
+            report.add("requeued", len(carried))
 
 
 def _fail_lost_nodes(
     session: Session, dispatcher: Dispatcher, settings: SchedulerSettings, state: SchedulerState, report: TickReport
 ) -> None:
-    """RUNNING nodes whose worker is gone, runs something else, or (a forking worker,
-    which cannot say what it runs) whose RQ job has failed or vanished: the attempt
+    """RUNNING nodes whose worker is gone, no longer holds them, or (a forking worker,
+    which cannot say what it holds) whose RQ job has failed or vanished: the attempt
     failed, retryably; the next runs elsewhere, and a late result from the old one is
     dropped by the attempt guard."""
     with session.begin():
-        running = nodes_repo.running_since(session, settings.worker_lost_seconds, BATCH, state.running_after)
+        running = recovery.running_since(session, settings.worker_lost_seconds, BATCH, state.running_after)
     state.running_after = (running[-1].started_at, running[-1].id) if len(running) == BATCH else _START
     suspects = [n for n in running if n.worker_alive and not n.tracks_current and n.rq_job_id]
     try:
@@ -185,11 +219,11 @@ def _fail_lost_nodes(
         vanished = set()
     for candidate in running:
         if candidate.worker_alive and (
-            candidate.worker_runs_it if candidate.tracks_current else candidate.rq_job_id not in vanished
+            candidate.worker_holds_it if candidate.tracks_current else candidate.rq_job_id not in vanished
         ):
             continue
         with session.begin():
-            node = nodes_repo.running(session, candidate.id)
+            node = claims.running(session, candidate.id)
         if node is None:
             continue
         failure = node_runs.Failure(

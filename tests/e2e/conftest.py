@@ -42,7 +42,7 @@ def finish(client: FlaskClient) -> Callable[..., dict[str, Any]]:
 
     def _finish(execution_id: str, timeout: float = 60.0) -> dict[str, Any]:
         def done() -> dict[str, Any] | None:
-            body = client.get(f"/api/v1/executions/{execution_id}").json
+            body = client.get(f"/api/v1/executions/{execution_id}", query_string={"nodes_limit": 1000}).json
             return body if body["status"] in FINISHED else None
 
         return wait_for(done, timeout=timeout)

@@ -26,7 +26,7 @@ def session(runtime: Runtime) -> Iterator[Session]:
 @pytest.fixture
 def idle_dispatcher(runtime: Runtime) -> Dispatcher:
     """Enqueues to a queue of its own, so the tests drive every node step by hand."""
-    return Dispatcher(runtime.redis, f"idle-{uuid.uuid4().hex}", 30)
+    return Dispatcher(runtime.redis, f"idle-{uuid.uuid4().hex}")
 
 
 @pytest.fixture

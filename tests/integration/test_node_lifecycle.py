@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 
 from app.dispatch import Dispatcher
 from app.domain.dag import NodeSpec
-from app.domain.states import ExecutionStatus, NodeStatus
+from app.domain.states import NODE_UNFINISHED, ExecutionStatus, NodeStatus
 from app.models import Execution, ExecutionLog
-from app.repositories import nodes as nodes_repo
+from app.repositories import node_moves
 from app.runtime import Runtime
-from app.services import executions, node_runs
+from app.services import executions, lifecycle, node_runs
 
 BOOM = node_runs.Failure("RuntimeError", "handler_error", "boom", retryable=False)
 
@@ -44,7 +44,9 @@ def log_events(runtime: Runtime, execution_id: uuid.UUID, node_id: str | None = 
         return list(s.scalars(query))
 
 
-def test_trigger_queues_the_roots_and_logs_each_step(start_execution, node_rows, runtime: Runtime) -> None:
+def test_trigger_queues_the_roots_and_logs_each_step(
+    start_execution, node_rows, runtime: Runtime, idle_dispatcher: Dispatcher
+) -> None:
     view = start_execution([NodeSpec("a", "noop"), NodeSpec("b", "noop"), NodeSpec("c", "noop", ("a", "b"))])
     rows = node_rows(view.execution.id)
     assert {k: (r.status, r.attempt) for k, r in rows.items()} == {
@@ -52,7 +54,11 @@ def test_trigger_queues_the_roots_and_logs_each_step(start_execution, node_rows,
         "b": ("QUEUED", 1),
         "c": ("PENDING", 0),
     }
-    assert rows["a"].rq_job_id == f"node-{rows['a'].id.hex}-1"
+    # Two in-process roots go out together: one RQ job carries both.
+    assert rows["a"].rq_job_id == rows["b"].rq_job_id
+    (job,) = idle_dispatcher.queue.get_jobs()
+    assert job.id == rows["a"].rq_job_id
+    assert sorted(job.args[0]) == sorted([[rows["a"].id.hex, 1], [rows["b"].id.hex, 1]])
     assert view.execution.status == ExecutionStatus.RUNNING
     assert log_events(runtime, view.execution.id)[:2] == ["execution.created", "execution.running"]
 
@@ -93,7 +99,7 @@ def test_completed_and_failed_racing_for_one_node_exactly_one_wins(
     with runtime.sessions() as s, s.begin():
         execution = s.get(Execution, view.execution.id)
         assert execution.status == (ExecutionStatus.COMPLETED if row.status == "COMPLETED" else ExecutionStatus.FAILED)
-        assert execution.nodes_unfinished == 0  # counted down once, not six times
+        assert execution.count(NODE_UNFINISHED) == 0  # counted down once, not six times
 
 
 def test_a_result_for_a_stale_attempt_is_discarded(
@@ -119,7 +125,7 @@ def test_a_late_result_for_a_cancelled_node_is_discarded(
     with runtime.sessions() as s:
         claimed = node_runs.claim_node(s, node_id, 1, "w")
     with runtime.sessions() as s, s.begin():
-        nodes_repo.finish(s, view.execution.id, NodeStatus.CANCELLED, ids=[node_id])
+        node_moves.finish(s, view.execution.id, NodeStatus.CANCELLED, ids=[node_id])
     with runtime.sessions() as s:
         assert node_runs.complete_node(s, idle_dispatcher, claimed, {"late": True}) is False
     row = node_rows(view.execution.id)["a"]
@@ -132,7 +138,7 @@ def test_a_status_change_and_its_audit_row_commit_or_roll_back_together(
     view = start_execution([NodeSpec("a", "noop")])
     before = log_events(runtime, view.execution.id)
     with pytest.raises(RuntimeError), runtime.sessions() as s, s.begin():
-        moved = nodes_repo.finish(s, view.execution.id, NodeStatus.CANCELLED, node_ids=["a"])
+        moved = node_moves.finish(s, view.execution.id, NodeStatus.CANCELLED, node_ids=["a"])
         assert len(moved) == 1
         raise RuntimeError("crash before commit")
     assert node_rows(view.execution.id)["a"].status == NodeStatus.QUEUED
@@ -141,7 +147,7 @@ def test_a_status_change_and_its_audit_row_commit_or_roll_back_together(
 
 def test_move_refuses_a_source_the_state_table_forbids(session: Session) -> None:
     with pytest.raises(ValueError):
-        nodes_repo.finish(session, uuid.uuid4(), NodeStatus.COMPLETED, expected=[NodeStatus.PENDING])
+        node_moves.finish(session, uuid.uuid4(), NodeStatus.COMPLETED, expected=[NodeStatus.PENDING])
 
 
 def test_one_hundred_parents_finishing_at_once_queue_the_child_exactly_once(
@@ -163,11 +169,11 @@ def test_one_hundred_parents_finishing_at_once_queue_the_child_exactly_once(
     child = node_rows(view.execution.id)["child"]
     assert (child.status, child.attempt, child.remaining_deps) == ("QUEUED", 1, 0)
     assert log_events(runtime, view.execution.id, "child") == ["node.queued"]
-    job_ids = idle_dispatcher.queue.job_ids
-    assert len(job_ids) == 101  # the 100 roots at trigger, then the child once
-    assert job_ids.count(f"node-{child.id.hex}-1") == 1
+    carried = [node_id for job in idle_dispatcher.queue.get_jobs() for node_id, _ in job.args[0]]
+    assert len(carried) == 101  # the 100 roots at trigger, then the child once
+    assert carried.count(child.id.hex) == 1
     with runtime.sessions() as s, s.begin():
-        assert s.get(Execution, view.execution.id).nodes_unfinished == 1
+        assert s.get(Execution, view.execution.id).count(NODE_UNFINISHED) == 1
 
 
 def test_a_failed_node_fails_its_descendants_and_then_the_execution(
@@ -243,17 +249,17 @@ def test_a_failure_cascade_racing_a_sibling_completion_does_not_deadlock(
         p1 = node_runs.claim_node(s, rows["p1"].id, 1, "w1")
         p2 = node_runs.claim_node(s, rows["p2"].id, 1, "w2")
 
-    real = nodes_repo.count_parent_outcome
+    real = node_moves.count_parent_outcomes
     cascade_holds_locks = threading.Event()
 
     def slow_cascade(*args: Any, **kwargs: Any) -> Any:
         result = real(*args, **kwargs)
-        if threading.current_thread().name == "cascade" and kwargs.get("failed"):
+        if threading.current_thread().name == "cascade" and any(c.failed for c in args[3].values()):
             cascade_holds_locks.set()
             time.sleep(0.5)  # hold the first statement's locks while the sibling runs
         return result
 
-    monkeypatch.setattr(nodes_repo, "count_parent_outcome", slow_cascade)
+    monkeypatch.setattr(node_moves, "count_parent_outcomes", slow_cascade)
     outcomes: dict[str, Any] = {}
 
     def fail_p1() -> None:
@@ -275,19 +281,17 @@ def test_a_failure_cascade_racing_a_sibling_completion_does_not_deadlock(
     assert states == {"p1": "FAILED", "p2": "COMPLETED", "c": "UPSTREAM_FAILED", "g": "UPSTREAM_FAILED"}
     with runtime.sessions() as s, s.begin():
         execution = s.get(Execution, view.execution.id)
-        assert (execution.status, execution.nodes_unfinished) == ("FAILED", 0)
+        assert (execution.status, execution.count(NODE_UNFINISHED)) == ("FAILED", 0)
 
 
 def test_cancel_does_not_deadlock_with_a_claim(
     start_execution, node_rows, runtime: Runtime, idle_dispatcher: Dispatcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Cancel holds the execution row while a worker claims a node (whose audit insert
-    checks that row's key): the claim must go through, and cancel then cancels it."""
-    from app.services import control
-
+    """Cancel holds the execution row while a worker claims a node: the claim waits for
+    the row (the global lock order: executions first), then finds the node cancelled."""
     view = start_execution([NodeSpec("a", "noop")])
     node_id = node_rows(view.execution.id)["a"].id
-    real_stop = control._stop_nodes
+    real_stop = lifecycle._stop_nodes
     cancel_holds_row = threading.Event()
     claimed: dict[str, Any] = {}
 
@@ -296,7 +300,7 @@ def test_cancel_does_not_deadlock_with_a_claim(
         time.sleep(0.5)
         return real_stop(*args, **kwargs)
 
-    monkeypatch.setattr(control, "_stop_nodes", slow_stop)
+    monkeypatch.setattr(lifecycle, "_stop_nodes", slow_stop)
 
     def claim() -> None:
         cancel_holds_row.wait(5)
@@ -306,9 +310,11 @@ def test_cancel_does_not_deadlock_with_a_claim(
     thread = threading.Thread(target=claim)
     thread.start()
     with runtime.sessions() as s:
-        view = control.cancel(s, idle_dispatcher, view.execution.id)
+        lifecycle.cancel(s, idle_dispatcher, view.execution.id)
+        view = executions.get_execution(s, view.execution.id)
     thread.join(10)
-    assert claimed["node"] is not None  # went through while cancel held the row
+    assert not thread.is_alive() and "node" in claimed  # no deadlock
+    assert claimed["node"] is None  # it waited for the row, and cancel had won
     assert view.execution.status == "CANCELLED"
     assert node_rows(view.execution.id)["a"].status == "CANCELLED"
 
@@ -319,7 +325,6 @@ def test_retrying_a_dead_letter_after_a_deadline_reruns_the_cancelled_nodes(
     from sqlalchemy import text as sql
 
     from app.models import DeadLetter
-    from app.services import control
 
     view = start_execution([NodeSpec("a", "noop"), NodeSpec("b", "noop"), NodeSpec("c", "noop", ("b",))])
     rows = node_rows(view.execution.id)
@@ -332,7 +337,7 @@ def test_retrying_a_dead_letter_after_a_deadline_reruns_the_cancelled_nodes(
                 sql("UPDATE executions SET deadline_at = now() - interval '1 second' WHERE id = :id"),
                 {"id": view.execution.id},
             )
-        assert control.expire_deadline(s, idle_dispatcher, view.execution.id)
+        assert lifecycle.expire_deadline(s, idle_dispatcher, view.execution.id)
     assert {k: r.status for k, r in node_rows(view.execution.id).items()} == {
         "a": "FAILED",
         "b": "CANCELLED",
@@ -341,6 +346,6 @@ def test_retrying_a_dead_letter_after_a_deadline_reruns_the_cancelled_nodes(
     with runtime.sessions() as s:
         with s.begin():
             letter_id = s.scalars(select(DeadLetter.id).where(DeadLetter.execution_id == view.execution.id)).one()
-        detail = control.retry_dead_letter(s, idle_dispatcher, letter_id)
+        detail = executions.get_execution(s, lifecycle.retry_dead_letter(s, idle_dispatcher, letter_id))
     assert detail.execution.status == "RUNNING"
     assert {n.node_id: n.status for n in detail.nodes} == {"a": "QUEUED", "b": "QUEUED", "c": "PENDING"}

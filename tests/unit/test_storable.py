@@ -8,7 +8,7 @@ import pytest
 
 from app.domain.storable import MAX_DEPTH, UnstorableJsonError, check_storable
 from app.handlers import HandlerError
-from workers.tasks import _as_output
+from workers.engine import _as_output
 
 
 @pytest.mark.parametrize(

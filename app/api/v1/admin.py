@@ -13,7 +13,7 @@ from app.api.errors import ErrorSchema
 from app.api.parsing import Blueprint
 from app.api.v1.schemas import DeadLetterArgsSchema, DeadLetterPageSchema, DeadLetterSchema, ExecutionDetailSchema
 from app.domain.roles import Role
-from app.services import control, dead_letters
+from app.services import dead_letters, executions, lifecycle
 from app.services.executions import ExecutionView
 
 blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Operations: dead letters")
@@ -63,4 +63,5 @@ class DeadLetterRetry(MethodView):
     @blp.alt_response(409, schema=ErrorSchema, description="The execution was cancelled, or the node is not FAILED")
     def post(self, dead_letter_id: uuid.UUID) -> ExecutionView:
         """Run the dead-lettered node again; its execution resumes"""
-        return control.retry_dead_letter(db(), runtime().dispatcher, dead_letter_id)
+        execution_id = lifecycle.retry_dead_letter(db(), runtime().dispatcher, dead_letter_id)
+        return executions.get_execution(db(), execution_id)

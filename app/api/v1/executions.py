@@ -15,6 +15,7 @@ from app.api.errors import ErrorSchema
 from app.api.limits import check_trigger_limit
 from app.api.parsing import Blueprint
 from app.api.v1.schemas import (
+    ExecutionDetailArgsSchema,
     ExecutionDetailSchema,
     ExecutionListArgsSchema,
     ExecutionPageSchema,
@@ -22,12 +23,15 @@ from app.api.v1.schemas import (
     IdempotencyHeaderSchema,
     LogArgsSchema,
     LogPageSchema,
+    NodePageArgsSchema,
+    NodePageSchema,
     ResultsSchema,
     TriggerSchema,
 )
 from app.domain.roles import Role
-from app.services import control
+from app.domain.states import NodeStatus
 from app.services import executions as service
+from app.services import lifecycle
 
 blp = Blueprint("executions", __name__, url_prefix="/api/v1/executions", description="Workflow executions")
 
@@ -77,11 +81,38 @@ class Executions(MethodView):
 
 @blp.route("/<uuid:execution_id>")
 class ExecutionById(MethodView):
+    @blp.etag
+    @blp.arguments(ExecutionDetailArgsSchema, location="query")
     @blp.response(200, ExecutionDetailSchema)
     @blp.alt_response(404, schema=ErrorSchema)
-    def get(self, execution_id: uuid.UUID) -> service.ExecutionView:
-        """Get an execution with each node's state and the progress"""
-        return service.get_execution(db(), execution_id)
+    def get(self, args: dict[str, Any], execution_id: uuid.UUID) -> service.ExecutionView:
+        """Get an execution: its state, node counts by status, and a page of its nodes"""
+        return service.get_execution(
+            db(),
+            execution_id,
+            node_statuses=[NodeStatus(s) for s in args["node_status"]],
+            nodes_after=int(args.get("nodes_cursor", -1)),
+            nodes_limit=args["nodes_limit"],
+        )
+
+
+@blp.route("/<uuid:execution_id>/nodes")
+class ExecutionNodes(MethodView):
+    @blp.etag
+    @blp.arguments(NodePageArgsSchema, location="query")
+    @blp.response(200, NodePageSchema)
+    @blp.alt_response(404, schema=ErrorSchema)
+    def get(self, args: dict[str, Any], execution_id: uuid.UUID) -> dict[str, Any]:
+        """A page of an execution's nodes, in the workflow's order, filtered by status"""
+        view = service.get_execution(
+            db(),
+            execution_id,
+            node_statuses=[NodeStatus(s) for s in args["status"]],
+            nodes_after=int(args.get("cursor", -1)),
+            nodes_limit=args["limit"],
+        )
+        next_cursor = None if view.nodes_next is None else str(view.nodes_next)
+        return {"items": view.nodes, "next_cursor": next_cursor}
 
 
 @blp.route("/<uuid:execution_id>/results")
@@ -102,7 +133,8 @@ class ExecutionCancel(MethodView):
     @blp.alt_response(409, schema=ErrorSchema, description="Already finished; details.current_status says how")
     def post(self, execution_id: uuid.UUID) -> service.ExecutionView:
         """Cancel an execution: pending nodes are cancelled, running ones stopped; final"""
-        return control.cancel(db(), runtime().dispatcher, execution_id)
+        lifecycle.cancel(db(), runtime().dispatcher, execution_id)
+        return service.get_execution(db(), execution_id)
 
 
 @blp.route("/<uuid:execution_id>/retry")
@@ -113,7 +145,8 @@ class ExecutionRetry(MethodView):
     @blp.alt_response(409, schema=ErrorSchema, description="Not FAILED; details.current_status says what it is")
     def post(self, execution_id: uuid.UUID) -> service.ExecutionView:
         """Retry a failed execution: only its failed nodes run again"""
-        return control.retry(db(), runtime().dispatcher, execution_id)
+        lifecycle.retry(db(), runtime().dispatcher, execution_id)
+        return service.get_execution(db(), execution_id)
 
 
 @blp.route("/<uuid:execution_id>/logs")

@@ -266,7 +266,51 @@ class ExecutionSchema(ma.Schema):
 
 class ExecutionDetailSchema(ExecutionSchema):
     progress = fields.Nested(ProgressSchema)
-    nodes = fields.List(fields.Nested(NodeExecutionSchema))
+    nodes = fields.List(
+        fields.Nested(NodeExecutionSchema),
+        metadata={"description": "A page of the nodes, in the workflow's order (see nodes_limit, node_status)"},
+    )
+    nodes_next_cursor = fields.Method(
+        "next_cursor",
+        allow_none=True,
+        metadata={"description": "Pass as nodes_cursor (or to /nodes as cursor) for the next page; null at the end"},
+    )
+
+    def next_cursor(self, view: Any) -> str | None:
+        return None if view.nodes_next is None else str(view.nodes_next)
+
+
+_CURSOR = validate.Regexp(r"^[0-9]{1,9}$", error="not a cursor from this endpoint")
+_NODE_STATUSES = validate.OneOf([s.value for s in NodeStatus])
+
+
+class ExecutionDetailArgsSchema(ma.Schema):
+    node_status = fields.List(
+        fields.String(validate=_NODE_STATUSES),
+        load_default=list,
+        metadata={"description": "Only nodes in these states (repeat the parameter for several)"},
+    )
+    nodes_limit = fields.Integer(
+        load_default=100,
+        validate=validate.Range(min=0, max=1000),
+        metadata={"description": "Nodes to include (0: counts only); the rest is paged"},
+    )
+    nodes_cursor = fields.String(validate=_CURSOR, metadata={"description": "nodes_next_cursor of the last answer"})
+
+
+class NodePageArgsSchema(ma.Schema):
+    status = fields.List(
+        fields.String(validate=_NODE_STATUSES),
+        load_default=list,
+        metadata={"description": "Only nodes in these states (repeat the parameter for several)"},
+    )
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    cursor = fields.String(validate=_CURSOR, metadata={"description": "next_cursor of the previous page"})
+
+
+class NodePageSchema(ma.Schema):
+    items = fields.List(fields.Nested(NodeExecutionSchema))
+    next_cursor = fields.String(allow_none=True, metadata={"description": "Pass as cursor for the next page"})
 
 
 class ExecutionListArgsSchema(PageArgsSchema):

@@ -1,6 +1,6 @@
-"""Acting on executions after their trigger: cancel, retry, dead letters, scheduled
-starts and deadlines. Each takes the execution's row lock first (the global lock
-order), moves states with guarded statements, and acts on RQ only after commit.
+"""An execution's life after its trigger: start, end, cancel, retry, scheduled starts and
+deadlines. Each change takes the execution's row lock first (the global lock order),
+moves states with guarded statements, and acts on RQ only after commit.
 """
 
 from __future__ import annotations
@@ -14,29 +14,101 @@ from typing import Any
 from sqlalchemy import func
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.dispatch import Dispatcher, NodeJob
 from app.domain.errors import ConflictError, ForbiddenError, NotFoundError
-from app.domain.states import ExecutionStatus, NodeStatus
-from app.models import DeadLetter
-from app.repositories import audit
+from app.domain.retry import EXECUTION_RETRY
+from app.domain.states import EXECUTION_FINISHED, NODE_RERUNNABLE, NODE_UNFINISHED, ExecutionStatus, NodeStatus
+from app.models import DeadLetter, Workflow
+from app.repositories import audit, node_moves, node_reads
 from app.repositories import dead_letters as dead_letters_repo
 from app.repositories import executions as executions_repo
-from app.repositories import nodes as nodes_repo
 from app.repositories import workflows as workflows_repo
 from app.repositories.audit import LogEntry
-from app.services import choreography
-from app.services.choreography import dispatch
-from app.services.executions import ExecutionView, deadline_from_now, get_execution, start
+from app.repositories.node_counts import Countdown
+from app.services import progress
+from app.services.progress import dispatch
 
-# Nodes an execution's end (cancel, deadline) stops, and those a retry runs again.
-_UNFINISHED = (
-    NodeStatus.PENDING,
-    NodeStatus.QUEUED,
-    NodeStatus.RUNNING,
-    NodeStatus.UP_FOR_RETRY,
-    NodeStatus.DEFERRED,
-)
-_RETRYABLE = (NodeStatus.FAILED, NodeStatus.UPSTREAM_FAILED, NodeStatus.CANCELLED)
+
+def deadline_from_now(seconds: int | None) -> Any:
+    """SQL for now + seconds, or None for no deadline."""
+    return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, seconds) if seconds else None
+
+
+def start(
+    session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID, workflow: Workflow, dry_run: bool | None = None
+) -> list[NodeJob]:
+    """PENDING -> RUNNING (its deadline counting from now, a dry run if `dry_run` says so),
+    then settle the root nodes like any other (a root may have a `when`); the jobs to
+    enqueue after commit."""
+    mode = {} if dry_run is None else {"dry_run": dry_run}
+    moved = executions_repo.transition(
+        session,
+        execution_id,
+        ExecutionStatus.RUNNING,
+        message="execution started" + (" (dry run)" if dry_run else ""),
+        details=mode,
+        started_at=func.now(),
+        deadline_at=deadline_from_now(workflow.timeout_seconds),
+        **mode,
+    )
+    if moved is None:
+        return []  # started or cancelled by someone else: their move, not ours
+    roots = node_reads.root_states(session, execution_id, workflow.id)
+    jobs, countdown = progress.advance(session, dispatcher, execution_id, workflow.id, [], ready=roots)
+    conclude(session, execution_id, countdown)
+    return jobs
+
+
+def conclude(session: Session, execution_id: uuid.UUID, countdown: Countdown) -> None:
+    """End a RUNNING execution with nothing left to run: COMPLETED, or FAILED if a node
+    failed (whatever ran after it: a cleanup node with all_done does not make a failed run
+    a success)."""
+    if countdown.unfinished > 0 or countdown.status != ExecutionStatus.RUNNING:
+        return
+    if countdown.failures:
+        failed = countdown.failures
+        error = {"reason": "node_failed", "message": f"{failed} node(s) failed", "failed_nodes": failed}
+        fail(session, execution_id, error)
+    elif executions_repo.transition(
+        session, execution_id, ExecutionStatus.COMPLETED, message="execution completed", finished_at=func.now()
+    ):
+        count_finished(session, execution_id, ExecutionStatus.COMPLETED)
+
+
+def fail(session: Session, execution_id: uuid.UUID, error: dict[str, Any]) -> None:
+    """RUNNING -> FAILED; then, if the trigger asked for automatic retries and some are
+    left, FAILED -> RETRYING with the time the scheduler resumes it."""
+    moved = executions_repo.transition(
+        session,
+        execution_id,
+        ExecutionStatus.FAILED,
+        message=f"execution failed: {error['message']}",
+        level="error",
+        error=error,
+        finished_at=func.now(),
+    )
+    if moved is None:
+        return
+    count_finished(session, execution_id, ExecutionStatus.FAILED)
+    attempt, max_retries = executions_repo.attempts(session, execution_id)
+    if attempt > max_retries:
+        return
+    delay = EXECUTION_RETRY.delay(attempt)
+    executions_repo.transition(
+        session,
+        execution_id,
+        ExecutionStatus.RETRYING,
+        message=f"automatic retry {attempt} of {max_retries} in {delay:.1f}s",
+        details={"retry_in_seconds": round(delay, 3), "retry": attempt, "max_retries": max_retries},
+        retry_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, delay),
+    )
+
+
+def count_finished(session: Session, execution_id: uuid.UUID, status: ExecutionStatus) -> None:
+    """Count an execution that ended, once its transaction commits."""
+    workflow = executions_repo.workflow_name(session, execution_id)
+    metrics.after_commit(session, lambda: metrics.EXECUTIONS_FINISHED.labels(workflow, str(status)).inc())
 
 
 def _lock(session: Session, execution_id: uuid.UUID) -> ExecutionStatus:
@@ -60,12 +132,12 @@ def _conflict(execution_id: uuid.UUID, status: ExecutionStatus, action: str) -> 
     )
 
 
-def cancel(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) -> ExecutionView:
+def cancel(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) -> None:
     """Cancel an unfinished execution: its unfinished nodes are CANCELLED and running
     ones are told to stop; a late result is dropped by the guards. Final."""
     with session.begin():
         status = _lock(session, execution_id)
-        if status in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
+        if status in EXECUTION_FINISHED:
             raise _conflict(execution_id, status, "cancelled")
         executions_repo.transition(
             session,
@@ -76,30 +148,33 @@ def cancel(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) ->
             finished_at=func.now(),
             retry_at=None,
         )
-        choreography.count_finished(session, execution_id, ExecutionStatus.CANCELLED)
+        count_finished(session, execution_id, ExecutionStatus.CANCELLED)
         stopped = _stop_nodes(session, execution_id, "execution cancelled")
     dispatcher.stop(stopped)
-    return get_execution(session, execution_id)
 
 
-def _stop_nodes(session: Session, execution_id: uuid.UUID, reason: str) -> list[str]:
-    """Cancel the unfinished nodes; the RQ job ids of those that were running."""
-    moved = nodes_repo.finish(
-        session, execution_id, NodeStatus.CANCELLED, expected=_UNFINISHED, level="warning", details={"reason": reason}
+def _stop_nodes(session: Session, execution_id: uuid.UUID, reason: str) -> list[tuple[str | None, uuid.UUID]]:
+    """Cancel the unfinished nodes; (worker, node) of those that were running."""
+    moved = node_moves.finish(
+        session,
+        execution_id,
+        NodeStatus.CANCELLED,
+        expected=NODE_UNFINISHED,
+        level="warning",
+        details={"reason": reason},
     )
-    return [m.rq_job_id for m in moved if m.previous == NodeStatus.RUNNING and m.rq_job_id]
+    return [(m.worker_name, m.id) for m in moved if m.previous == NodeStatus.RUNNING]
 
 
-def retry(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) -> ExecutionView:
+def retry(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) -> None:
     """Run a failed execution's failed, upstream-failed and cancelled nodes again;
     completed ones keep their outputs. Also starts a pending automatic retry now."""
     with session.begin():
         status = _lock(session, execution_id)
         if status not in (ExecutionStatus.FAILED, ExecutionStatus.RETRYING):
             raise _conflict(execution_id, status, "retried")
-        jobs = _resume(session, execution_id, None, "retry requested")
+        jobs = _resume(session, dispatcher, execution_id, None, "retry requested")
     dispatch(dispatcher, jobs)
-    return get_execution(session, execution_id)
 
 
 class TriggerOutcome(StrEnum):
@@ -110,7 +185,7 @@ class TriggerOutcome(StrEnum):
 
 def start_or_rerun(
     session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID, *, dry_run: bool | None, may_rerun: bool
-) -> tuple[ExecutionView, TriggerOutcome]:
+) -> TriggerOutcome:
     """The peers' trigger: start a PENDING execution (as a dry run if `dry_run`; None keeps
     what it was made with), rerun a FAILED one's failed nodes (if the caller may retry; in
     the mode its first run had), and leave any other alone."""
@@ -118,7 +193,7 @@ def start_or_rerun(
         status = _lock(session, execution_id)
         if status == ExecutionStatus.PENDING:
             _, workflow = _with_workflow(session, execution_id)
-            jobs, outcome = start(session, execution_id, workflow, dry_run=dry_run), TriggerOutcome.STARTED
+            jobs, outcome = start(session, dispatcher, execution_id, workflow, dry_run=dry_run), TriggerOutcome.STARTED
         elif status == ExecutionStatus.FAILED:
             if not may_rerun:
                 raise ForbiddenError(
@@ -131,11 +206,11 @@ def start_or_rerun(
                     f"a rerun keeps the mode of the first run (dry_run={str(execution.dry_run).lower()})",
                     details={"current_status": str(status), "dry_run": execution.dry_run},
                 )
-            jobs, outcome = _resume(session, execution_id, None, "triggered again"), TriggerOutcome.RERUN
+            jobs, outcome = _resume(session, dispatcher, execution_id, None, "triggered again"), TriggerOutcome.RERUN
         else:
             jobs, outcome = [], TriggerOutcome.UNCHANGED
     dispatch(dispatcher, jobs)
-    return get_execution(session, execution_id), outcome
+    return outcome
 
 
 def resume_due(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) -> bool:
@@ -143,20 +218,26 @@ def resume_due(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID
     with session.begin():
         if executions_repo.lock(session, execution_id) != ExecutionStatus.RETRYING:
             return False
-        jobs = _resume(session, execution_id, None, "automatic retry")
+        jobs = _resume(session, dispatcher, execution_id, None, "automatic retry")
     dispatch(dispatcher, jobs)
     return True
 
 
-def _resume(session: Session, execution_id: uuid.UUID, node_ids: Collection[str] | None, reason: str) -> list[NodeJob]:
+def _resume(
+    session: Session,
+    dispatcher: Dispatcher,
+    execution_id: uuid.UUID,
+    node_ids: Collection[str] | None,
+    reason: str,
+) -> list[NodeJob]:
     """FAILED -> RETRYING -> RUNNING (or just -> RUNNING from RETRYING), resetting the
     given failed nodes (all that did not succeed when None) and settling those with
     nothing left to wait for. The caller holds the execution lock."""
     execution, workflow = _with_workflow(session, execution_id)
     if execution.status == ExecutionStatus.FAILED:
         executions_repo.transition(session, execution_id, ExecutionStatus.RETRYING, message=reason)
-    to_reset = node_ids if node_ids is not None else nodes_repo.ids_with_status(session, execution_id, _RETRYABLE)
-    reset = nodes_repo.reset(session, execution_id, workflow.id, to_reset, details={"reason": reason})
+    to_reset = node_ids if node_ids is not None else node_reads.ids_with_status(session, execution_id, NODE_RERUNNABLE)
+    reset = node_moves.reset(session, execution_id, workflow.id, to_reset, details={"reason": reason})
     # A node running again is no longer dead: its letters go (a new one comes if it fails again).
     dead_letters_repo.remove_for_nodes(session, execution_id, [r.node_id for r in reset])
     if execution.status != ExecutionStatus.RUNNING:
@@ -171,13 +252,15 @@ def _resume(session: Session, execution_id: uuid.UUID, node_ids: Collection[str]
             retry_at=None,
             deadline_at=deadline_from_now(workflow.timeout_seconds),
         )
-    executions_repo.recount(session, execution_id)
-    return choreography.advance(session, execution_id, workflow.id, [], ready=reset)
+    jobs, countdown = progress.advance(session, dispatcher, execution_id, workflow.id, [], ready=reset)
+    conclude(session, execution_id, countdown)
+    return jobs
 
 
-def retry_dead_letter(session: Session, dispatcher: Dispatcher, dead_letter_id: uuid.UUID) -> ExecutionView:
+def retry_dead_letter(session: Session, dispatcher: Dispatcher, dead_letter_id: uuid.UUID) -> uuid.UUID:
     """Run a dead-lettered node again, with the descendants its failure held back; the
-    execution resumes. The dead letter is removed (a new one is written if it fails again)."""
+    execution resumes. The dead letter is removed (a new one is written if it fails again).
+    The execution's id."""
     with session.begin():
         letter = dead_letters_repo.get(session, dead_letter_id)
         if letter is None:
@@ -190,7 +273,7 @@ def retry_dead_letter(session: Session, dispatcher: Dispatcher, dead_letter_id: 
             raise ConflictError(
                 f"node {letter.node_id!r} is no longer FAILED", details={"execution_id": str(letter.execution_id)}
             )
-        jobs = _resume(session, letter.execution_id, held_back, f"dead letter {dead_letter_id} retried")
+        jobs = _resume(session, dispatcher, letter.execution_id, held_back, f"dead letter {dead_letter_id} retried")
         dead_letters_repo.remove(session, dead_letter_id)
         audit.record(
             session,
@@ -205,19 +288,19 @@ def retry_dead_letter(session: Session, dispatcher: Dispatcher, dead_letter_id: 
             ],
         )
     dispatch(dispatcher, jobs)
-    return get_execution(session, letter.execution_id)
+    return letter.execution_id
 
 
 def _held_back_by(session: Session, letter: DeadLetter, status: ExecutionStatus) -> set[str]:
     """The dead-lettered node, if still FAILED, and its UPSTREAM_FAILED descendants reached
     through UPSTREAM_FAILED nodes only; in a FAILED execution also the nodes its deadline
     cancelled, which would otherwise never run."""
-    if letter.node_id not in nodes_repo.ids_with_status(session, letter.execution_id, [NodeStatus.FAILED]):
+    if letter.node_id not in node_reads.ids_with_status(session, letter.execution_id, [NodeStatus.FAILED]):
         return set()
     cancelled = set()
     if status != ExecutionStatus.RUNNING:
-        cancelled = set(nodes_repo.ids_with_status(session, letter.execution_id, [NodeStatus.CANCELLED]))
-    upstream_failed = set(nodes_repo.ids_with_status(session, letter.execution_id, [NodeStatus.UPSTREAM_FAILED]))
+        cancelled = set(node_reads.ids_with_status(session, letter.execution_id, [NodeStatus.CANCELLED]))
+    upstream_failed = set(node_reads.ids_with_status(session, letter.execution_id, [NodeStatus.UPSTREAM_FAILED]))
     dependents = {n.node_id: n.dependents for n in workflows_repo.nodes_of(session, letter.workflow_id)}
     found = {letter.node_id}
     todo = deque([letter.node_id])
@@ -235,7 +318,7 @@ def start_scheduled(session: Session, dispatcher: Dispatcher, execution_id: uuid
         if executions_repo.lock(session, execution_id) != ExecutionStatus.PENDING:
             return False
         _, workflow = _with_workflow(session, execution_id)
-        jobs = start(session, execution_id, workflow)
+        jobs = start(session, dispatcher, execution_id, workflow)
     dispatch(dispatcher, jobs)
     return True
 
@@ -254,6 +337,6 @@ def expire_deadline(session: Session, dispatcher: Dispatcher, execution_id: uuid
             "reason": "timeout",
             "message": f"the execution ran past its {workflow.timeout_seconds}s deadline",
         }
-        choreography.fail_execution(session, execution_id, error)
+        fail(session, execution_id, error)
     dispatcher.stop(stopped)
     return True

@@ -1,0 +1,528 @@
+"""Guarded status changes of node executions, and the parent counts that decide them.
+
+These run once or more per node, so they are named SQL statements written once
+(as procrastinate does) rather than statements built per call: building and
+compiling an ORM UPDATE costs about five times what PostgreSQL spends on it.
+Each status change and its audit rows are one statement (a data-modifying CTE),
+so they cannot come apart, and each notes its moves for the execution's counts
+(`node_counts`). Statements lock the node rows they change in id order; the caller
+holds the execution's row lock first (executions.lock), so changes spread over
+several statements still take their locks in one global order.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from app import correlation
+from app.domain.states import NODE_PARENT_FAILED, NODE_UNFINISHED, NodeStatus, node_sources, values
+from app.models import NodeExecution
+from app.repositories import node_counts
+from app.repositories.prepared import Prepared
+
+# The guard: the rows chosen (by id or node id, in a source state, at an attempt),
+# locked in id order. Filters given as NULL are ignored.
+_CHOSEN = """
+    chosen AS (
+        SELECT id, status FROM node_executions
+        WHERE execution_id = :execution_id
+          AND status = ANY(:sources)
+          AND (:ids IS NULL OR id = ANY(:ids))
+          AND (:node_ids IS NULL OR node_id = ANY(:node_ids))
+          AND (:attempt IS NULL OR attempt = :attempt)
+        ORDER BY id
+        FOR UPDATE
+    )"""
+
+_LOGGED = """
+    logged AS (
+        INSERT INTO execution_logs (execution_id, node_id, level, event, message, details, correlation_id)
+        SELECT :execution_id, node_id, :level, :event,
+               'node ' || node_id || ': ' || previous || ' -> ' || :target,
+               jsonb_build_object('from', previous, 'to', :target, 'attempt', attempt) || CAST(:details AS jsonb),
+               :correlation_id
+        FROM moved
+    )"""
+
+
+_MOVE_PARAMETERS = [
+    ("execution_id", "uuid"),
+    ("target", "text"),
+    ("sources", "text[]"),
+    ("ids", "uuid[]"),
+    ("node_ids", "text[]"),
+    ("attempt", "integer"),
+    ("level", "text"),
+    ("event", "text"),
+    ("details", "jsonb"),
+    ("correlation_id", "text"),
+]
+
+_FINISH = Prepared(
+    "finish",
+    f"""
+    WITH {_CHOSEN},
+    moved AS (
+        UPDATE node_executions ne SET status = :target, finished_at = clock_timestamp(), output = :output,
+                                      error = :error
+        FROM chosen WHERE ne.id = chosen.id
+        RETURNING ne.id, ne.node_id, ne.attempt, ne.rq_job_id, ne.worker_name, chosen.status AS previous
+    ),
+    {_LOGGED}
+    SELECT id, node_id, attempt, rq_job_id, worker_name, previous FROM moved
+    """,
+    [*_MOVE_PARAMETERS, ("output", "jsonb"), ("error", "jsonb")],
+)
+
+
+@dataclass(frozen=True)
+class MovedNode:
+    id: uuid.UUID
+    node_id: str
+    attempt: int
+    rq_job_id: str | None
+    worker_name: str | None
+    previous: NodeStatus
+
+
+def _sources(target: NodeStatus, expected: Collection[NodeStatus] | None) -> list[str]:
+    sources = node_sources(target) if expected is None else frozenset(expected)
+    if not sources <= node_sources(target):
+        raise ValueError(f"the state table does not allow {sorted(sources)} -> {target}")
+    return sorted(str(s) for s in sources)
+
+
+def _moved(session: Session, execution_id: uuid.UUID, target: NodeStatus, rows: Sequence[Any]) -> list[MovedNode]:
+    moved = [MovedNode(r.id, r.node_id, r.attempt, r.rq_job_id, r.worker_name, NodeStatus(r.previous)) for r in rows]
+    node_counts.note(session, execution_id, ((m.previous, target) for m in moved))
+    return moved
+
+
+def finish(
+    session: Session,
+    execution_id: uuid.UUID,
+    target: NodeStatus,
+    *,
+    node_ids: Collection[str] | None = None,
+    ids: Collection[uuid.UUID] | None = None,
+    expected: Collection[NodeStatus] | None = None,
+    attempt: int | None = None,
+    output: Any = None,
+    error: dict[str, Any] | None = None,
+    level: str = "info",
+    details: dict[str, Any] | None = None,
+) -> list[MovedNode]:
+    """Move the chosen nodes (in an allowed source state, at `attempt`) to a finished
+    status, all with the same output or error; log each. Rows that do not match are left
+    alone: that is how a lost race, or a stale worker's late result, is a no-op."""
+    rows = _FINISH.execute(
+        session,
+        {
+            "execution_id": execution_id,
+            "target": str(target),
+            "sources": _sources(target, expected),
+            "ids": list(ids) if ids is not None else None,
+            "node_ids": list(node_ids) if node_ids is not None else None,
+            "attempt": attempt,
+            "level": level,
+            "event": f"node.{target.lower()}",
+            "details": json.dumps(details or {}),
+            "correlation_id": correlation.correlation_id.get(),
+            "output": _json(output),
+            "error": _json(error),
+        },
+    ).all()
+    return _moved(session, execution_id, target, rows)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One attempt's outcome, to record: what its node gets in the move."""
+
+    id: uuid.UUID
+    attempt: int
+    output: Any = None  # COMPLETED
+    error: dict[str, Any] | None = None  # FAILED, UP_FOR_RETRY
+    seconds: float | None = None  # UP_FOR_RETRY, DEFERRED: how long it waits
+    details: dict[str, Any] | None = None  # more for its audit row
+
+
+# Per target, what a result sets besides the status.
+_RESULT_SETS = {
+    NodeStatus.COMPLETED: "finished_at = clock_timestamp(), output = given.output, error = NULL",
+    NodeStatus.FAILED: "finished_at = clock_timestamp(), error = given.error",
+    NodeStatus.UP_FOR_RETRY: """not_before = clock_timestamp() + make_interval(secs => given.seconds),
+                                error = given.error""",
+    NodeStatus.DEFERRED: """not_before = clock_timestamp() + make_interval(secs => given.seconds),
+                            wake_at = clock_timestamp() + make_interval(secs => given.seconds)""",
+}
+
+
+def _result_statement(target: NodeStatus) -> Prepared:
+    return Prepared(
+        f"record_{target.lower()}",
+        f"""
+        WITH given AS (
+            SELECT * FROM unnest(:ids, :attempts, CAST(:outputs AS jsonb[]), CAST(:errors AS jsonb[]), :seconds,
+                                 CAST(:details AS jsonb[]))
+            AS g(id, attempt, output, error, seconds, details)
+        ),
+        chosen AS (
+            SELECT ne.id, ne.status FROM node_executions ne JOIN given ON given.id = ne.id
+            WHERE ne.execution_id = :execution_id AND ne.status = ANY(:sources) AND ne.attempt = given.attempt
+            ORDER BY ne.id
+            FOR UPDATE OF ne
+        ),
+        moved AS (
+            UPDATE node_executions ne SET status = :target, {_RESULT_SETS[target]}
+            FROM chosen, given WHERE ne.id = chosen.id AND given.id = ne.id
+            RETURNING ne.id, ne.node_id, ne.attempt, ne.rq_job_id, ne.worker_name, chosen.status AS previous,
+                      given.details
+        ),
+        logged AS (
+            INSERT INTO execution_logs (execution_id, node_id, level, event, message, details, correlation_id)
+            SELECT :execution_id, node_id, :level, :event,
+                   'node ' || node_id || ': ' || previous || ' -> ' || :target,
+                   jsonb_build_object('from', previous, 'to', :target, 'attempt', attempt)
+                       || COALESCE(details, '{{}}'::jsonb),
+                   :correlation_id
+            FROM moved
+        )
+        SELECT id, node_id, attempt, rq_job_id, worker_name, previous FROM moved
+        """,
+        [
+            ("execution_id", "uuid"),
+            ("target", "text"),
+            ("sources", "text[]"),
+            ("ids", "uuid[]"),
+            ("attempts", "integer[]"),
+            ("outputs", "text[]"),
+            ("errors", "text[]"),
+            ("seconds", "double precision[]"),
+            ("details", "text[]"),
+            ("level", "text"),
+            ("event", "text"),
+            ("correlation_id", "text"),
+        ],
+    )
+
+
+_RESULT_STATEMENTS = {target: _result_statement(target) for target in _RESULT_SETS}
+_RESULT_LEVELS = {
+    NodeStatus.COMPLETED: "info",
+    NodeStatus.FAILED: "error",
+    NodeStatus.UP_FOR_RETRY: "warning",
+    NodeStatus.DEFERRED: "info",
+}
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def record_results(
+    session: Session, execution_id: uuid.UUID, target: NodeStatus, results: Sequence[Result]
+) -> list[MovedNode]:
+    """RUNNING -> `target` for each result's node at its attempt, in one statement; log
+    each. A node no longer RUNNING at that attempt (cancelled, or re-run after its worker
+    was presumed dead) is left alone: its late result is dropped."""
+    if not results:
+        return []
+    rows = (
+        _RESULT_STATEMENTS[target]
+        .execute(
+            session,
+            {
+                "execution_id": execution_id,
+                "target": str(target),
+                "sources": [str(NodeStatus.RUNNING)],
+                "ids": [r.id for r in results],
+                "attempts": [r.attempt for r in results],
+                "outputs": [_json(r.output) for r in results],
+                "errors": [_json(r.error) for r in results],
+                "seconds": [r.seconds for r in results],
+                "details": [_json(r.details) for r in results],
+                "level": _RESULT_LEVELS[target],
+                "event": f"node.{target.lower()}",
+                "correlation_id": correlation.correlation_id.get(),
+            },
+        )
+        .all()
+    )
+    return _moved(session, execution_id, target, rows)
+
+
+# A new attempt, with the RQ job that will carry it: [A-Za-z0-9_-] only. A node alone in
+# its job gets an id of its own (one per attempt), so a re-delivered attempt reuses it and
+# a new attempt never collides with an old one.
+_QUEUE = Prepared(
+    "queue",
+    f"""
+    WITH {_CHOSEN},
+    jobs AS (
+        SELECT * FROM unnest(:job_nodes, :job_ids) AS j(node_id, job_id)
+    ),
+    moved AS (
+        UPDATE node_executions ne
+        SET status = 'QUEUED', attempt = ne.attempt + 1, queued_at = clock_timestamp(), not_before = NULL,
+            worker_name = NULL,
+            rq_job_id = COALESCE(
+                (SELECT job_id FROM jobs WHERE jobs.node_id = ne.node_id),
+                'node-' || replace(CAST(ne.id AS text), '-', '') || '-' || (ne.attempt + 1))
+        FROM chosen WHERE ne.id = chosen.id
+        RETURNING ne.id, ne.node_id, ne.attempt, ne.rq_job_id, ne.worker_name, chosen.status AS previous
+    ),
+    {_LOGGED}
+    SELECT id, node_id, attempt, rq_job_id, worker_name, previous FROM moved
+    """,
+    [*_MOVE_PARAMETERS, ("job_nodes", "text[]"), ("job_ids", "text[]")],
+)
+
+
+def queue(
+    session: Session,
+    execution_id: uuid.UUID,
+    *,
+    node_ids: Collection[str] | None = None,
+    ids: Collection[uuid.UUID] | None = None,
+    expected: Collection[NodeStatus] | None = None,
+    job_ids: Mapping[str, str] | None = None,
+    details: dict[str, Any] | None = None,
+) -> list[MovedNode]:
+    """Move the chosen nodes to QUEUED as a new attempt, each carried by the RQ job
+    `job_ids` names for its node id (a job of its own otherwise); log each."""
+    jobs = dict(job_ids or {})
+    rows = _QUEUE.execute(
+        session,
+        {
+            "execution_id": execution_id,
+            "target": str(NodeStatus.QUEUED),
+            "sources": _sources(NodeStatus.QUEUED, expected),
+            "ids": list(ids) if ids is not None else None,
+            "node_ids": list(node_ids) if node_ids is not None else None,
+            "attempt": None,
+            "level": "info",
+            "event": "node.queued",
+            "details": json.dumps(details or {}),
+            "correlation_id": correlation.correlation_id.get(),
+            "job_nodes": list(jobs),
+            "job_ids": list(jobs.values()),
+        },
+    ).all()
+    return _moved(session, execution_id, NodeStatus.QUEUED, rows)
+
+
+def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert node execution rows in one statement (the caller sets the counts)."""
+    if rows:
+        session.execute(insert(NodeExecution), list(rows))
+
+
+@dataclass(frozen=True)
+class ChildState:
+    """A child's counters right after parents of it finished, and how it runs."""
+
+    id: uuid.UUID
+    node_id: str
+    status: NodeStatus
+    parents: int
+    remaining: int
+    failed_parents: int
+    skipped_parents: int
+    handler: str
+    dependents: list[str]
+    trigger_rule: str = "all_success"
+    guard: str | None = None
+
+
+_CHILD_COLUMNS = """ne.id, ne.node_id, ne.status, cardinality(wn.dependencies) AS parents, ne.remaining_deps,
+                    ne.failed_parents, ne.skipped_parents, wn.handler, wn.dependents, wn.trigger_rule, wn.guard"""
+
+
+def children(rows: Sequence[Any]) -> list[ChildState]:
+    """ChildStates from rows with the columns of _CHILD_COLUMNS, by name."""
+    return [
+        ChildState(
+            r.id,
+            r.node_id,
+            NodeStatus(r.status),
+            r.parents,
+            r.remaining_deps,
+            r.failed_parents,
+            r.skipped_parents,
+            r.handler,
+            list(r.dependents),
+            r.trigger_rule,
+            r.guard,
+        )
+        for r in rows
+    ]
+
+
+_COUNT_PARENTS = Prepared(
+    "count_parents",
+    f"""
+    WITH counted AS (
+        SELECT * FROM unnest(:children, :done, :failed, :skipped) AS c(node_id, done, failed, skipped)
+    ),
+    locked AS (
+        SELECT ne.id, counted.done, counted.failed, counted.skipped
+        FROM node_executions ne JOIN counted ON counted.node_id = ne.node_id
+        WHERE ne.execution_id = :execution_id
+        ORDER BY ne.id
+        FOR UPDATE OF ne
+    )
+    UPDATE node_executions ne
+    SET remaining_deps = ne.remaining_deps - locked.done,
+        failed_parents = ne.failed_parents + locked.failed,
+        skipped_parents = ne.skipped_parents + locked.skipped
+    FROM locked, workflow_nodes wn
+    WHERE ne.id = locked.id AND wn.workflow_id = :workflow_id AND wn.node_id = ne.node_id
+    RETURNING {_CHILD_COLUMNS}
+    """,
+    [
+        ("execution_id", "uuid"),
+        ("workflow_id", "uuid"),
+        ("children", "text[]"),
+        ("done", "integer[]"),
+        ("failed", "integer[]"),
+        ("skipped", "integer[]"),
+    ],
+)
+
+
+@dataclass
+class ParentCounts:
+    """How many of a child's parents just finished, and how many of those failed or were skipped."""
+
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+def count_parent_outcomes(
+    session: Session, execution_id: uuid.UUID, workflow_id: uuid.UUID, counts: Mapping[str, ParentCounts]
+) -> list[ChildState]:
+    """Parents finished: count them off their children, in one statement (O(the edges
+    counted)). Row locks serialise concurrent parents, so exactly one of them sees a
+    child's count reach zero."""
+    if not counts:
+        return []
+    node_ids = list(counts)
+    rows = _COUNT_PARENTS.execute(
+        session,
+        {
+            "execution_id": execution_id,
+            "workflow_id": workflow_id,
+            "children": node_ids,
+            "done": [counts[c].done for c in node_ids],
+            "failed": [counts[c].failed for c in node_ids],
+            "skipped": [counts[c].skipped for c in node_ids],
+        },
+    ).all()
+    return children(rows)
+
+
+_RESET = Prepared(
+    "reset",
+    """
+        WITH reset_ids AS (
+            SELECT unnest(:node_ids) AS node_id
+        ),
+        chosen AS (
+            SELECT ne.id, ne.status FROM node_executions ne
+            WHERE ne.execution_id = :execution_id AND ne.node_id IN (SELECT node_id FROM reset_ids)
+              AND ne.status = ANY(:sources)
+            ORDER BY ne.id
+            FOR UPDATE
+        ),
+        counts AS (
+            -- A reset node's parents as they stand: reset ones and unfinished ones are
+            -- still to come; the others ended as they ended.
+            SELECT ne.id,
+                   count(p.id) FILTER (
+                       WHERE p.node_id IN (SELECT node_id FROM reset_ids) OR p.status = ANY(:unfinished)
+                   ) AS remaining,
+                   count(p.id) FILTER (
+                       WHERE p.node_id NOT IN (SELECT node_id FROM reset_ids) AND p.status = ANY(:failures)
+                   ) AS failed,
+                   count(p.id) FILTER (
+                       WHERE p.node_id NOT IN (SELECT node_id FROM reset_ids) AND p.status = 'SKIPPED'
+                   ) AS skipped
+            FROM node_executions ne
+            JOIN chosen ON chosen.id = ne.id
+            JOIN workflow_nodes wn ON wn.workflow_id = :workflow_id AND wn.node_id = ne.node_id
+            LEFT JOIN LATERAL unnest(wn.dependencies) AS dep(node_id) ON true
+            LEFT JOIN node_executions p ON p.execution_id = ne.execution_id AND p.node_id = dep.node_id
+            GROUP BY ne.id
+        ),
+        moved AS (
+            UPDATE node_executions ne
+            SET status = 'PENDING', remaining_deps = counts.remaining, failed_parents = counts.failed,
+                skipped_parents = counts.skipped, output = NULL, error = NULL, queued_at = NULL,
+                started_at = NULL, finished_at = NULL, not_before = NULL, wake_at = NULL, worker_name = NULL
+            FROM counts, chosen
+            WHERE ne.id = counts.id AND chosen.id = ne.id
+            RETURNING ne.id, ne.node_id, ne.attempt, ne.status, chosen.status AS previous,
+                      ne.remaining_deps, ne.failed_parents, ne.skipped_parents
+        ),
+        logged AS (
+            INSERT INTO execution_logs (execution_id, node_id, level, event, message, details, correlation_id)
+            SELECT :execution_id, node_id, 'info', 'node.pending',
+                   'node ' || node_id || ': ' || previous || ' -> PENDING (retry)',
+                   jsonb_build_object('from', previous, 'to', 'PENDING', 'attempt', attempt) || CAST(:details AS jsonb),
+                   :correlation_id
+            FROM moved
+        )
+        SELECT moved.id, moved.node_id, moved.status, moved.previous, cardinality(wn.dependencies) AS parents,
+               moved.remaining_deps, moved.failed_parents, moved.skipped_parents, wn.handler, wn.dependents,
+               wn.trigger_rule, wn.guard
+        FROM moved JOIN workflow_nodes wn ON wn.workflow_id = :workflow_id AND wn.node_id = moved.node_id
+        """,
+    [
+        ("execution_id", "uuid"),
+        ("workflow_id", "uuid"),
+        ("sources", "text[]"),
+        ("unfinished", "text[]"),
+        ("failures", "text[]"),
+        ("node_ids", "text[]"),
+        ("details", "jsonb"),
+        ("correlation_id", "text"),
+    ],
+)
+
+
+def reset(
+    session: Session,
+    execution_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+    node_ids: Collection[str],
+    details: dict[str, Any] | None = None,
+) -> list[ChildState]:
+    """Put the named failed, upstream-failed or cancelled nodes back to PENDING, their
+    parent counters recomputed from how their parents stand now; log each. Returns
+    their states, so the caller can queue the ones with nothing left to wait for."""
+    if not node_ids:
+        return []
+    rows = _RESET.execute(
+        session,
+        {
+            "execution_id": execution_id,
+            "workflow_id": workflow_id,
+            "sources": sorted(str(s) for s in node_sources(NodeStatus.PENDING)),
+            "unfinished": values(NODE_UNFINISHED),
+            "failures": values(NODE_PARENT_FAILED | {NodeStatus.CANCELLED}),
+            "node_ids": list(node_ids),
+            "details": json.dumps(details or {}),
+            "correlation_id": correlation.correlation_id.get(),
+        },
+    ).all()
+    node_counts.note(session, execution_id, ((r.previous, NodeStatus.PENDING) for r in rows))
+    return children(rows)

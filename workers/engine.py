@@ -1,0 +1,495 @@
+"""A worker's engine: runs the nodes its RQ jobs carry, and the children it continues into.
+
+How a node runs depends on its handler's RunMode:
+
+- INLINE nodes come many to a job. The batch is claimed in one statement and run here,
+  one after another, outside any transaction; their outcomes are recorded together.
+  Children they ready that are INLINE too are claimed in that same transaction and run
+  here without a trip through Redis: a few (a chain) inside the open transaction, so a
+  hop costs two statements; many (a fan-out) after it commits, so other workers can
+  record meanwhile. This goes on for a time slice (WORKER_SLICE_MS); then the
+  transaction commits and what is ready goes to RQ, where other executions' jobs wait.
+- EXCLUSIVE nodes come one to a job and run here, alone, outside any transaction.
+- CONCURRENT nodes run in a thread pool (WORKER_CONCURRENCY). A job's nodes are claimed
+  as slots free; the job returns once they are all in the pool, so this thread takes the
+  next job while they wait on the network. A recorder thread records their outcomes in
+  batches and continues into CONCURRENT children while slots are free.
+
+Handlers on this thread are timed with SIGALRM and stopped (a cancel) with STOP_SIGNAL;
+pool threads cannot be interrupted, so a pooled node past its timeout is recorded as
+timed out at once and its late result dropped. Every node claimed and not yet recorded
+is `held`: the heartbeat reports them, so the scheduler does not call them lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from app import correlation, metrics
+from app.domain.storable import UnstorableJsonError, check_storable
+from app.domain.templates import TemplateResolutionError
+from app.handlers import HandlerError, NodeContext, registry
+from app.handlers.registry import Defer, RunMode
+from app.handlers.services import HandlerServices
+from app.repositories.claims import ClaimedNode
+from app.runtime import Runtime
+from app.services import node_runs
+from app.services.node_runs import Failure, Outcome
+from app.services.progress import Continuation
+
+log = logging.getLogger(__name__)
+
+# A cancel reaches this process on RQ's pubsub thread; it signals the main thread, which
+# raises NodeStopped inside the handler.
+STOP_SIGNAL = signal.SIGUSR1
+# Children readied together that this thread runs inside the open transaction; more
+# than this, and the transaction commits first so other workers are not kept waiting.
+NARROW = 4
+_RECORDER_WAIT_SECONDS = 0.2
+
+
+class NodeStopped(BaseException):
+    """Raised inside a handler whose node was cancelled. A BaseException, so a handler's
+    `except Exception` does not swallow it."""
+
+
+class NodeTimeout(Exception):
+    """Raised inside a handler that ran past its node's timeout."""
+
+
+class Slots:
+    """The pool's free threads, taken several at a time."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._free = size
+        self._changed = threading.Condition()
+
+    def take(self, wanted: int, block: bool = True) -> int:
+        """Up to `wanted` free slots; with `block`, waits for at least one."""
+        with self._changed:
+            while block and self._free == 0:
+                self._changed.wait()
+            taken = min(wanted, self._free)
+            self._free -= taken
+            return taken
+
+    def give(self, count: int) -> None:
+        if count:
+            with self._changed:
+                self._free += count
+                self._changed.notify_all()
+
+    def idle(self) -> bool:
+        with self._changed:
+            return self._free == self.size
+
+
+@dataclass
+class _Pooled:
+    node: ClaimedNode
+    deadline: float
+    timed_out: bool = False
+
+
+class Engine:
+    """Runs nodes for one worker process (see the module docstring)."""
+
+    def __init__(self, rt: Runtime, services: HandlerServices, worker_name: str) -> None:
+        settings = rt.settings
+        self.rt, self.services, self.worker_name = rt, services, worker_name
+        self.slice_seconds = settings.worker_slice_ms / 1000
+        self.default_timeout = settings.default_node_timeout_seconds
+        self.slots = Slots(settings.worker_concurrency)
+        self._pool = ThreadPoolExecutor(settings.worker_concurrency, thread_name_prefix="stepwise-node")
+        self._outcomes: queue.Queue[Outcome] = queue.Queue()
+        self._pooled: dict[uuid.UUID, _Pooled] = {}
+        self._held: set[uuid.UUID] = set()
+        self._lock = threading.Lock()
+        self._in_handler: uuid.UUID | None = None  # the node whose handler runs on the main thread
+        self._stopping = threading.Event()
+        self._recorder: threading.Thread | None = None
+
+    # What the heartbeat reports, and what a cancel reaches.
+
+    def held(self) -> list[uuid.UUID]:
+        """Every node claimed here and not yet recorded."""
+        with self._lock:
+            return list(self._held)
+
+    def _hold(self, nodes: Sequence[ClaimedNode]) -> None:
+        with self._lock:
+            self._held.update(node.id for node in nodes)
+
+    def _release(self, nodes: Sequence[ClaimedNode]) -> None:
+        with self._lock:
+            self._held.difference_update(node.id for node in nodes)
+
+    def stop(self, node_ids: Sequence[uuid.UUID]) -> None:
+        """A cancel: interrupt the handler on the main thread if it runs one of these. A
+        pooled node cannot be interrupted; its late result is dropped when it returns."""
+        with self._lock:
+            if self._in_handler is not None and self._in_handler in node_ids:
+                signal.pthread_kill(threading.main_thread().ident or 0, STOP_SIGNAL)
+
+    def raise_if_in_handler(self, *_: Any) -> None:
+        """The STOP_SIGNAL handler (main thread): stop the handler, if one is still running."""
+        if self._in_handler is not None:
+            raise NodeStopped()
+
+    # The main thread: one RQ job.
+
+    def run_job(self, job_id: str, mode: RunMode, wanted: Sequence[tuple[uuid.UUID, int]]) -> None:
+        """Run the nodes one job carries (see the module docstring)."""
+        with self.rt.sessions() as session:
+            if mode == RunMode.CONCURRENT:
+                self._submit(session, wanted)
+                return
+            claimed = self._claim(session, wanted)
+            if not claimed:
+                return
+            known: dict[uuid.UUID, dict[str, Any]] = {}
+            outcomes = [self._run_here(session, node, known) for node in claimed]
+            self._record_and_continue(session, job_id, outcomes, known, time.monotonic() + self.slice_seconds)
+
+    def _claim(self, session: Session, wanted: Sequence[tuple[uuid.UUID, int]]) -> list[ClaimedNode]:
+        # Held before the claim commits: a heartbeat in between must not miss them.
+        with self._lock:
+            self._held.update(node_id for node_id, _ in wanted)
+        try:
+            claimed = node_runs.claim_nodes(session, wanted, self.worker_name)
+        finally:
+            with self._lock:
+                self._held.difference_update(node_id for node_id, _ in wanted)
+        self._hold(claimed)
+        if len(claimed) < len(wanted):
+            log.debug(
+                "%d of %d node(s) were not QUEUED; nothing to do for them", len(wanted) - len(claimed), len(wanted)
+            )
+        return claimed
+
+    def _record_and_continue(
+        self,
+        session: Session,
+        job_id: str,
+        outcomes: list[Outcome],
+        known: dict[uuid.UUID, dict[str, Any]],
+        deadline: float,
+    ) -> None:
+        """Record outcomes, and run the INLINE children they ready, until the slice ends."""
+        while outcomes:
+            first, claimed = outcomes, []
+            try:
+                with self._recording(session) as recording:
+                    while outcomes:
+                        left = deadline - time.monotonic()
+                        budget = {RunMode.INLINE: 1 << 30} if left > 0 else {}
+                        continuation = Continuation(self.worker_name, job_id, budget)
+                        claimed, outcomes = recording.record(outcomes, continuation).claimed, []
+                        if claimed and len(claimed) <= NARROW:
+                            # A chain: its next links run inside this transaction.
+                            outcomes = [self._run_here(session, node, known) for node in claimed]
+                            claimed = []
+            except (DataError, IntegrityError):
+                self._record_one_by_one(session, first)
+                return
+            except DBAPIError:
+                self._release([o.node for o in first])
+                raise  # PostgreSQL is away (or a bug): the scheduler recovers these nodes
+            if claimed:
+                # A fan-out: committed first, run, recorded in the next transaction.
+                outcomes = [self._run_here(session, node, known) for node in claimed]
+
+    def _record_one_by_one(self, session: Session, outcomes: Sequence[Outcome]) -> None:
+        """The database refused a batch's data (not merely could not be reached): record
+        each outcome alone, and one it still refuses as a plain failure, rather than leave
+        a node RUNNING to be run again."""
+        for outcome in outcomes:
+            try:
+                with self._recording(session) as recording:
+                    recording.record([outcome], None)
+            except (DataError, IntegrityError) as err:
+                log.exception("node %s: its outcome could not be recorded", outcome.node.node_id)
+                failure = Failure(
+                    type(err).__name__, "handler_error", f"its outcome could not be recorded: {err.orig}", False
+                )
+                with self._recording(session) as recording:
+                    recording.record([Outcome(outcome.node, failure=failure)], None)
+
+    @contextmanager
+    def _recording(self, session: Session) -> Iterator[_Recording]:
+        """A transaction to record outcomes in. Their nodes stop being held once it commits;
+        children it claims are held until their own outcomes are (or it rolls back)."""
+        tracked: _Recording | None = None
+        try:
+            with node_runs.recording(session, self.rt.dispatcher) as recording:
+                tracked = _Recording(recording, self._hold)
+                yield tracked
+        except BaseException:
+            if tracked is not None:
+                self._release(tracked.claimed)
+            raise
+        self._release(tracked.nodes)
+
+    def _run_here(self, session: Session, node: ClaimedNode, known: dict[uuid.UUID, dict[str, Any]]) -> Outcome:
+        """Run one node on this thread, timed and stoppable; its outcome."""
+        with self._node_context(node):
+            ctx = self._context(node)
+            started = time.perf_counter()
+            try:
+                config = self._config(session, node, known.get(node.execution_id))
+                with self._timer(node), self._handling(node):
+                    output = registry.get(node.handler).run(config, ctx)
+                outcome = Outcome(node, output=_as_output(output), logs=ctx.logs)
+            except NodeStopped:
+                log.info("node %s of execution %s stopped: cancelled", node.node_id, node.execution_id)
+                outcome = Outcome(node, stopped=True, logs=ctx.logs)
+            except Exception as err:
+                outcome = _failed(node, err, ctx)
+            _observe(outcome, time.perf_counter() - started)
+        if outcome.failure is None and outcome.defer_seconds is None and not outcome.stopped:
+            readable = registry.readable_output(node.handler, outcome.output)
+            known.setdefault(node.execution_id, {})[node.node_id] = readable
+        return outcome
+
+    @contextmanager
+    def _handling(self, node: ClaimedNode) -> Iterator[None]:
+        with self._lock:
+            self._in_handler = node.id
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_handler = None
+
+    @contextmanager
+    def _timer(self, node: ClaimedNode) -> Iterator[None]:
+        """SIGALRM after the node's timeout, raising NodeTimeout inside the handler."""
+        seconds = node.timeout_seconds or self.default_timeout
+
+        def expired(*_: Any) -> None:
+            raise NodeTimeout(f"the node ran past its timeout of {seconds}s")
+
+        previous = signal.signal(signal.SIGALRM, expired)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    # CONCURRENT nodes: the pool and its recorder.
+
+    def _submit(self, session: Session, wanted: Sequence[tuple[uuid.UUID, int]]) -> None:
+        """Claim the job's nodes as slots free and hand them to the pool."""
+        self._start_recorder()
+        pending = list(wanted)
+        while pending:
+            free = self.slots.take(len(pending))
+            chunk, pending = pending[:free], pending[free:]
+            claimed = self._claim(session, chunk)
+            self.slots.give(free - len(claimed))
+            self._to_pool(session, claimed)
+
+    def _to_pool(self, session: Session, claimed: Sequence[ClaimedNode]) -> None:
+        """Resolve each node's config here (the pool does not touch the database), then run
+        it there; its slot was taken by the caller."""
+        for node in claimed:
+            try:
+                with self._node_context(node):
+                    config = self._config(session, node, None)
+            except Exception as err:
+                self.slots.give(1)
+                self._outcomes.put(_failed(node, err, self._context(node)))
+                continue
+            seconds = node.timeout_seconds or self.default_timeout
+            with self._lock:
+                self._pooled[node.id] = _Pooled(node, time.monotonic() + seconds)
+            self._pool.submit(self._run_pooled, node, config)
+
+    def _run_pooled(self, node: ClaimedNode, config: dict[str, Any]) -> None:
+        try:
+            with self._node_context(node):
+                ctx = self._context(node)
+                started = time.perf_counter()
+                try:
+                    outcome = Outcome(
+                        node, output=_as_output(registry.get(node.handler).run(config, ctx)), logs=ctx.logs
+                    )
+                except Exception as err:
+                    outcome = _failed(node, err, ctx)
+                _observe(outcome, time.perf_counter() - started)
+            with self._lock:
+                pooled = self._pooled.pop(node.id, None)
+            if pooled is not None and not pooled.timed_out:
+                self._outcomes.put(outcome)
+        finally:
+            self.slots.give(1)
+
+    def _start_recorder(self) -> None:
+        with self._lock:
+            if self._recorder is None:
+                self._recorder = threading.Thread(target=self._record_pooled, name="stepwise-recorder", daemon=True)
+                self._recorder.start()
+
+    def _record_pooled(self) -> None:
+        """The recorder thread: pooled outcomes, recorded in batches, until drained."""
+        with self.rt.sessions() as session:
+            while not (self._stopping.is_set() and self._outcomes.empty() and self.slots.idle()):
+                batch = self._next_outcomes()
+                if not batch:
+                    continue
+                try:
+                    self._record_batch(session, batch)
+                except Exception:
+                    log.exception("could not record %d pooled outcome(s)", len(batch))
+                    self._release([o.node for o in batch])
+
+    def _next_outcomes(self) -> list[Outcome]:
+        batch: list[Outcome] = []
+        try:
+            batch.append(self._outcomes.get(timeout=_RECORDER_WAIT_SECONDS))
+            while True:
+                batch.append(self._outcomes.get_nowait())
+        except queue.Empty:
+            pass
+        return batch + self._timed_out()
+
+    def _timed_out(self) -> list[Outcome]:
+        """Pooled nodes past their timeout: failed now; their threads' results are dropped."""
+        now, expired = time.monotonic(), []
+        with self._lock:
+            for pooled in self._pooled.values():
+                if not pooled.timed_out and now > pooled.deadline:
+                    pooled.timed_out = True
+                    expired.append(pooled.node)
+        return [
+            Outcome(node, failure=Failure("Timeout", "timeout", "the node ran past its timeout", retryable=True))
+            for node in expired
+        ]
+
+    def _record_batch(self, session: Session, batch: list[Outcome]) -> None:
+        free = 0 if self._stopping.is_set() else self.slots.take(self.slots.size, block=False)
+        continuation = Continuation(self.worker_name, None, {RunMode.CONCURRENT: free})
+        with self._recording(session) as recording:
+            claimed = recording.record(batch, continuation).claimed
+        self.slots.give(free - len(claimed))
+        self._to_pool(session, claimed)
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait for the pooled nodes and their recording (a warm shutdown)."""
+        self._stopping.set()
+        if self._recorder is not None:
+            self._recorder.join(timeout)
+        self._pool.shutdown(wait=False)
+
+    # Shared by both kinds of thread.
+
+    def _context(self, node: ClaimedNode) -> NodeContext:
+        return NodeContext(
+            node.execution_id,
+            node.node_id,
+            node.attempt,
+            node.input,
+            node.correlation_id,
+            services=self.services,
+            woke_from=node.woke_from,
+            dry_run=node.dry_run,
+        )
+
+    @contextmanager
+    def _node_context(self, node: ClaimedNode) -> Iterator[None]:
+        with correlation.bound(
+            correlation.correlation_id.get() or node.correlation_id, node.execution_id, node.node_id
+        ):
+            yield
+
+    @staticmethod
+    def _config(session: Session, node: ClaimedNode, known: dict[str, Any] | None) -> dict[str, Any]:
+        """The node's config, templates resolved, validated by its handler's schema."""
+        try:
+            resolved = node_runs.resolve_config(session, node, known)
+        except TemplateResolutionError as err:
+            raise HandlerError(str(err), category="validation") from err
+        return registry.load_config(node.handler, resolved)
+
+
+class _Recording:
+    """A recording that remembers the nodes whose outcomes it took and the children it
+    claimed (held from now on), and logs late results."""
+
+    def __init__(self, recording: node_runs.Recording, hold: Callable[[Sequence[ClaimedNode]], None]) -> None:
+        self.recording, self.hold = recording, hold
+        self.nodes: list[ClaimedNode] = []
+        self.claimed: list[ClaimedNode] = []
+
+    def record(self, outcomes: Sequence[Outcome], continuation: Continuation | None) -> node_runs.Recorded:
+        recorded = self.recording.record(outcomes, continuation)
+        self.nodes.extend(o.node for o in outcomes)
+        self.claimed.extend(recorded.claimed)
+        self.hold(recorded.claimed)
+        for late in recorded.dropped:
+            log.info("node %s attempt %s: a late result, dropped", late.node.node_id, late.node.attempt)
+        return recorded
+
+
+def _failed(node: ClaimedNode, err: Exception, ctx: NodeContext) -> Outcome:
+    if isinstance(err, Defer):
+        return Outcome(node, defer_seconds=err.seconds, logs=ctx.logs)
+    return Outcome(node, failure=_failure(err), logs=ctx.logs)
+
+
+def _failure(err: Exception) -> Failure:
+    trace = "".join(traceback.format_exception(err))
+    if isinstance(err, HandlerError):
+        return Failure(type(err).__name__, err.category, err.message, err.retryable, err.retry_after, trace)
+    if isinstance(err, NodeTimeout):
+        return Failure("Timeout", "timeout", str(err), True, None, trace)
+    log.error("a handler raised %s", type(err).__name__, exc_info=err)
+    return Failure(type(err).__name__, "handler_error", str(err) or type(err).__name__, True, None, trace)
+
+
+def _as_output(value: Any) -> Any:
+    """Outputs are JSON objects PostgreSQL can store; anything else is wrapped as {"result": value}."""
+    output = value if isinstance(value, dict) else {"result": value}
+    try:
+        check_storable(output)
+    except UnstorableJsonError as err:
+        raise HandlerError(f"the output cannot be stored: {err}", category="validation") from err
+    return output
+
+
+def _observe(outcome: Outcome, elapsed: float) -> None:
+    node = outcome.node
+    kind = (
+        "stopped"
+        if outcome.stopped
+        else "deferred"
+        if outcome.defer_seconds is not None
+        else "failed"
+        if outcome.failure
+        else "completed"
+    )
+    metrics.NODE_DURATION.labels(node.handler, kind).observe(elapsed)
+    log.info(
+        "node %s attempt %s %s in %.1f ms",
+        node.node_id,
+        node.attempt,
+        kind,
+        elapsed * 1000,
+        extra={"handler": node.handler, "attempt": node.attempt, "outcome": kind},
+    )
