@@ -92,7 +92,7 @@ def keys_revoke(id_or_name: str) -> None:
     """Revoke a key by id or name; it stops working at once."""
     try:
         with _sessions() as session:
-            row = api_keys.revoke_key(session, id_or_name)
+            row = api_keys.revoke_key(session, current_app.extensions["stepwise"].keys, id_or_name)
     except StepwiseError as err:
         raise click.ClickException(err.message) from err
     click.echo(f"revoked {row.name!r} ({row.id})")

@@ -54,11 +54,15 @@ class Settings:
     llm_timeout_seconds: float = 60.0
     # Keys and limits. AUTH_DISABLED=1 is for local experiments only: every caller is admin.
     auth_disabled: bool = False
-    rate_limit_reader: str = "1200/minute"  # per key, by role
-    rate_limit_writer: str = "1200/minute"
-    rate_limit_admin: str = "2400/minute"
-    rate_limit_trigger: str = "300/minute"  # per key, on POST /api/v1/executions, on top
+    # Per key, by role: high enough that a normal client never meets them, low enough to
+    # stop a runaway loop. Triggers (POST /api/v1/executions, POST /workflow...) on top.
+    rate_limit_reader: str = "200/second"
+    rate_limit_writer: str = "200/second"
+    rate_limit_admin: str = "400/second"
+    rate_limit_trigger: str = "100/second"
     max_body_bytes: int = 1024 * 1024
+    # Triggers are refused (503, Retry-After) while this many nodes wait for a worker (0: never).
+    max_queued_nodes: int = 5000
     metrics_require_key: bool = False  # /metrics for any valid key rather than anyone
     # A worker or the scheduler serves its own /metrics here (0: off), for deployments
     # where it does not share PROMETHEUS_MULTIPROC_DIR with the API (separate containers).

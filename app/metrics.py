@@ -28,6 +28,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.domain.states import NODE_WAITING, values
+
 HTTP_REQUESTS = Counter(
     "stepwise_http_requests_total", "HTTP requests, by route, method and status", ["route", "method", "status"]
 )
@@ -87,6 +89,9 @@ class LiveCollector(Collector):
         circuits = GaugeMetricFamily(
             "stepwise_circuit_breaker_state", "Circuit per host: 0 closed, 1 half-open, 2 open", labels=["host"]
         )
+        backlog = GaugeMetricFamily(
+            "stepwise_queued_nodes", "Nodes waiting for a worker (admission refuses triggers past MAX_QUEUED_NODES)"
+        )
         try:
             depth.add_metric([rt.settings.queue_name], rt.dispatcher.queue.count)
             breaker = _breaker(rt)
@@ -99,17 +104,19 @@ class LiveCollector(Collector):
             pass
         try:
             with rt.engine.connect() as conn:
-                overdue = conn.execute(text(_OVERDUE)).scalar()
+                overdue = conn.execute(text(_OVERDUE), {"waiting": values(NODE_WAITING)}).scalar()
+                queued = conn.execute(text("SELECT count(*) FROM node_executions WHERE status = 'QUEUED'")).scalar()
             lag.add_metric([], float(overdue or 0.0))
+            backlog.add_metric([], float(queued or 0))
         except Exception:
             pass
-        yield from (depth, lag, circuits)
+        yield from (depth, lag, circuits, backlog)
 
 
 _OVERDUE = """
 SELECT GREATEST(
     (SELECT EXTRACT(EPOCH FROM now() - min(not_before)) FROM node_executions
-      WHERE status IN ('UP_FOR_RETRY', 'DEFERRED') AND not_before <= now()),
+      WHERE status = ANY(:waiting) AND not_before <= now()),
     (SELECT EXTRACT(EPOCH FROM now() - min(scheduled_at)) FROM executions
       WHERE status = 'PENDING' AND scheduled_at <= now()),
     (SELECT EXTRACT(EPOCH FROM now() - min(retry_at)) FROM executions

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -25,11 +26,11 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
-from app.domain.states import ExecutionStatus, NodeStatus, WorkflowStatus
+from app.domain.states import NODE_WAITING, ExecutionStatus, NodeStatus, WorkflowStatus
 
 
-def _in(column: str, values: type) -> str:
-    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+def _in(column: str, values: Iterable[object]) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in sorted(map(str, values)))})"
 
 
 class Workflow(Base):
@@ -144,7 +145,7 @@ class NodeExecution(Base):
         UniqueConstraint("execution_id", "node_id"),
         CheckConstraint(_in("status", NodeStatus), name="status"),
         # The scheduler's work lists: each partial index holds only the rows waiting.
-        Index(None, "not_before", postgresql_where=text("status IN ('UP_FOR_RETRY', 'DEFERRED')")),
+        Index(None, "not_before", postgresql_where=text(_in("status", NODE_WAITING))),
         Index(None, "queued_at", postgresql_where=text("status = 'QUEUED'")),
         Index(None, "started_at", postgresql_where=text("status = 'RUNNING'")),
     )

@@ -14,6 +14,8 @@ from app.db import make_engine, make_sessionmaker
 from app.dispatch import Dispatcher
 from app.domain.dag import Limits
 from app.repositories import node_counts
+from app.services.admission import Admission
+from app.services.api_keys import KeyCache
 
 
 @dataclass
@@ -23,6 +25,8 @@ class Runtime:
     sessions: sessionmaker[Session]
     redis: Redis
     dispatcher: Dispatcher
+    keys: KeyCache
+    admission: Admission
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -38,6 +42,8 @@ class Runtime:
             sessions=sessions,
             redis=redis,
             dispatcher=Dispatcher(redis, settings.queue_name, settings.job_max_nodes, settings.worker_concurrency),
+            keys=KeyCache(redis),
+            admission=Admission(sessions, settings.max_queued_nodes),
         )
 
     @property

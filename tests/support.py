@@ -96,7 +96,7 @@ class FakeServices:
     ANY  /echo                  200, the request as JSON (method, path, query, headers, body)
     GET  /flaky/<key>?fail=N    500 for the first N calls per key, then 200 {"calls": n}
     GET  /ratelimited/<key>     429 with Retry-After: 1 on the first call per key, then 200
-    GET  /slow?seconds=S        answers after S seconds
+    GET  /slow?seconds=S&tag=T  answers after S seconds; the call's span is kept under T
     GET  /status/<code>         that status
     GET  /redirect?to=URL       302 to URL
     GET  /big?bytes=N           N bytes of text
@@ -109,6 +109,7 @@ class FakeServices:
 
         self.calls: dict[str, int] = {}
         self.requests: list[dict[str, Any]] = []
+        self.spans: dict[str, list[tuple[float, float]]] = {}  # /slow?tag=: (start, end) of each call
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -166,7 +167,9 @@ class FakeServices:
             status, headers = (429, {"Retry-After": "1"}) if calls == 1 else (200, {})
             payload = {"calls": calls}
         elif path == "/slow":
+            started = time.monotonic()
             time.sleep(float(query.get("seconds", "3")))
+            self.spans.setdefault(query.get("tag", ""), []).append((started, time.monotonic()))
             payload = {"slow": True}
         elif path.startswith("/status/"):
             status = int(path.rsplit("/", 1)[1])

@@ -14,7 +14,6 @@ from flask import current_app, g, request
 from flask_smorest import abort
 
 from app.domain.roles import Role, allows
-from app.services import api_keys
 from app.services.api_keys import Identity
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,7 +73,7 @@ def authenticate() -> None:
     key = presented_key()
     if key is None:
         abort(401, message="an API key is required: Authorization: Bearer <key>, or X-API-Key", headers=CHALLENGE)
-    identity = api_keys.authenticate(db(), key)
+    identity = current_app.extensions["stepwise"].keys.authenticate(db(), key)
     if identity is None:
         abort(401, message="the API key is not valid (unknown or revoked)", headers=CHALLENGE)
     g.identity = identity

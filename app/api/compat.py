@@ -19,10 +19,9 @@ from flask.views import MethodView
 from marshmallow import fields, validate
 
 from app import correlation
-from app.api import db, runtime
+from app.api import db, limits, runtime
 from app.api.auth import requires
 from app.api.errors import ErrorSchema
-from app.api.limits import check_trigger_limit
 from app.api.parsing import Blueprint, StrictParser
 from app.api.v1 import admin
 from app.api.v1.schemas import NodeInSchema, WorkflowBodySchema
@@ -144,12 +143,12 @@ def _peer_status(view: ExecutionView) -> str:
 @blp.route("/workflow", endpoint="submit")
 @blp.route("/api/v1/workflow", endpoint="submit-v1")
 class Submit(MethodView):
+    @limits.trigger
     @blp.arguments(SubmitSchema)
     @blp.response(200, AcceptedSchema)
     @blp.alt_response(400, schema=ErrorSchema, description="The DAG is not valid: every reason, by node and field")
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Submit a DAG: stored with a PENDING execution, which a trigger starts"""
-        check_trigger_limit()
         nodes = body["dag"]["nodes"] if "dag" in body else body["nodes"]
         draft = WorkflowDraft(
             name=body["name"], description=body["description"], nodes=nodes, timeout_seconds=body["timeout_seconds"]
@@ -170,13 +169,13 @@ class Submit(MethodView):
 @blp.route("/workflow/trigger/<uuid:execution_id>", endpoint="trigger")
 @blp.route("/api/v1/workflow/trigger/<uuid:execution_id>", endpoint="trigger-v1")
 class Trigger(MethodView):
+    @limits.trigger
     @blp.arguments(TriggerArgsSchema, location="query")
     @blp.response(200, TriggeredSchema)
     @blp.alt_response(404, schema=ErrorSchema)
     @blp.alt_response(409, schema=ErrorSchema, description="A rerun asked for another dry_run than the first run had")
     def post(self, args: dict[str, Any], execution_id: uuid.UUID) -> dict[str, Any]:
         """Start a PENDING execution; rerun a FAILED one's failed nodes (admin); leave others alone"""
-        check_trigger_limit()
         may_rerun = allows(g.identity.role, Role.ADMIN)
         outcome = lifecycle.start_or_rerun(
             db(), runtime().dispatcher, execution_id, dry_run=args["dry_run"], may_rerun=may_rerun

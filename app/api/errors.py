@@ -78,7 +78,7 @@ def flatten_messages(messages: Any) -> list[dict[str, str]]:
     return out
 
 
-def engine_error(error: StepwiseError) -> tuple[dict[str, Any], int]:
+def engine_error(error: StepwiseError) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Our exceptions, in the error shape with their status code."""
     payload: dict[str, Any] = {
         "code": error.status_code,
@@ -89,7 +89,7 @@ def engine_error(error: StepwiseError) -> tuple[dict[str, Any], int]:
         payload["errors"] = [p.as_dict() for p in error.problems]
     if error.details:
         payload["details"] = error.details
-    return payload, error.status_code
+    return payload, error.status_code, error.headers
 
 
 def unexpected_error(error: Exception) -> tuple[dict[str, Any], int]:

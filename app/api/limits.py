@@ -3,13 +3,18 @@ body size (413), content type (415)."""
 
 from __future__ import annotations
 
-from flask import Flask, g, request
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Flask, current_app, g, request
 from flask_limiter import Limiter
 from flask_smorest import abort
 
 from app.domain.roles import Role
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _client() -> str:
@@ -39,8 +44,32 @@ def _settings():  # type: ignore[no-untyped-def]
     return current_app.extensions["stepwise"].settings
 
 
-def _public() -> bool:
-    return getattr(g, "identity", None) is None
+def _exempt_from_role_limit() -> bool:
+    """Public routes have no key to count by; triggers count against their own limit."""
+    return getattr(g, "identity", None) is None or _is_trigger()
+
+
+def _is_trigger() -> bool:
+    endpoint = request.endpoint
+    if endpoint is None:
+        return False
+    view = current_app.view_functions[endpoint]
+    method = getattr(getattr(view, "view_class", None), request.method.lower(), view)
+    return bool(getattr(method, "is_trigger", False))
+
+
+def trigger(view: F) -> F:
+    """Mark a view method as a trigger: it counts against RATE_LIMIT_TRIGGER, not its role's,
+    and is refused while the engine's backlog is over MAX_QUEUED_NODES."""
+
+    @wraps(view)
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        with current_app.extensions["stepwise_limiter"].limit(trigger_limit, override_defaults=False):
+            current_app.extensions["stepwise"].admission.check()
+            return view(*args, **kwargs)
+
+    limited.is_trigger = True  # type: ignore[attr-defined]
+    return limited  # type: ignore[return-value]
 
 
 def init_limits(app: Flask) -> None:
@@ -51,22 +80,16 @@ def init_limits(app: Flask) -> None:
         key_func=_client,
         app=app,
         default_limits=[_role_limit],
-        default_limits_exempt_when=_public,
+        default_limits_exempt_when=_exempt_from_role_limit,
         headers_enabled=True,
         storage_uri=settings.redis_url,
         key_prefix="stepwise-limits",
         # Redis away: serve unlimited rather than fail every request (/ready reports Redis).
         swallow_errors=True,
-        strategy="moving-window",
+        # Two counters per key and window, read and bumped in one round trip; a moving
+        # window kept a list entry per request and read it back.
+        strategy="sliding-window-counter",
     )
-
-
-def check_trigger_limit() -> None:
-    """The trigger's own limit, on top of the role's (429 when spent)."""
-    from flask import current_app
-
-    with current_app.extensions["stepwise_limiter"].limit(trigger_limit, override_defaults=False):
-        pass
 
 
 def check_content_type() -> None:

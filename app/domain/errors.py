@@ -8,6 +8,8 @@
   x UnprocessableError (422)
     · InvalidWorkflowError: the DAG or a node's config is wrong; carries every problem
     · IdempotencyKeyMismatchError: the key was used before with another body
+  x UnavailableError (503): try again later; says when (Retry-After)
+    · OverloadedError: more work waits than the engine accepts
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ class StepwiseError(Exception):
         self.problems = problems or []
         self.details = details or {}
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries besides the body."""
+        return {}
+
 
 class ForbiddenError(StepwiseError):
     status_code = 403
@@ -89,3 +96,20 @@ class InvalidWorkflowError(UnprocessableError):
 
 class IdempotencyKeyMismatchError(UnprocessableError):
     code = "idempotency_key_reused"
+
+
+class UnavailableError(StepwiseError):
+    status_code = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: int, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class OverloadedError(UnavailableError):
+    code = "overloaded"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Uuid, bindparam, delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from app.domain.states import ExecutionStatus, execution_sources
@@ -17,19 +17,74 @@ from app.repositories import audit, node_counts
 from app.repositories.audit import LogEntry
 from app.repositories.prepared import Prepared
 
+_INSERT = Prepared(
+    "insert_execution",
+    """
+    WITH inserted AS (
+        INSERT INTO executions (id, workflow_id, status, idempotency_key, request_fingerprint, input, correlation_id,
+                                nodes_total, node_counts, scheduled_at, max_retries, dry_run, attempt,
+                                started_at, deadline_at)
+        VALUES (:id, :workflow_id, :status, :idempotency_key, :fingerprint, :input, :correlation_id,
+                :nodes_total, :node_counts, :scheduled_at, :max_retries, :dry_run, 1,
+                CASE WHEN :status = 'RUNNING' THEN now() END,
+                CASE WHEN :status = 'RUNNING' AND :timeout_seconds IS NOT NULL
+                     THEN now() + make_interval(secs => :timeout_seconds) END)
+        ON CONFLICT (workflow_id, idempotency_key) DO NOTHING
+        RETURNING *
+    ),
+    logged AS (
+        INSERT INTO execution_logs (execution_id, level, event, message, details, correlation_id)
+        SELECT inserted.id, 'info', entry.event, entry.message, entry.details, :correlation_id
+        FROM inserted,
+             unnest(:events, :messages, CAST(:details AS jsonb[])) WITH ORDINALITY AS entry(event, message, details, n)
+        ORDER BY entry.n
+    )
+    SELECT * FROM inserted
+    """,
+    [
+        ("id", "uuid"),
+        ("workflow_id", "uuid"),
+        ("status", "text"),
+        ("idempotency_key", "text"),
+        ("fingerprint", "text"),
+        ("input", "jsonb"),
+        ("correlation_id", "text"),
+        ("nodes_total", "integer"),
+        ("node_counts", "jsonb"),
+        ("scheduled_at", "timestamptz"),
+        ("max_retries", "integer"),
+        ("dry_run", "boolean"),
+        ("timeout_seconds", "integer"),
+        ("events", "text[]"),
+        ("messages", "text[]"),
+        ("details", "text[]"),
+    ],
+)
 
-def insert_unless_key_exists(session: Session, values: dict[str, Any]) -> uuid.UUID | None:
-    """Insert an execution; None when (workflow_id, idempotency_key) is taken.
+
+def insert(
+    session: Session, values: dict[str, Any], timeout_seconds: int | None, entries: Sequence[LogEntry]
+) -> Execution | None:
+    """Insert an execution with its first audit rows, in one statement; None when
+    (workflow_id, idempotency_key) is taken. A RUNNING one starts now (its deadline
+    `timeout_seconds` from now).
 
     ON CONFLICT rather than select-then-insert: a concurrent twin waits on the
     unique index and then sees the winner's committed row, never a 500.
     """
-    return session.scalar(
-        pg_insert(Execution)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["workflow_id", "idempotency_key"])
-        .returning(Execution.id)
-    )
+    row = _INSERT.execute(
+        session,
+        {
+            **values,
+            "input": json.dumps(values["input"]),
+            "node_counts": json.dumps(values["node_counts"]),
+            "timeout_seconds": timeout_seconds,
+            "events": [e.event for e in entries],
+            "messages": [e.message for e in entries],
+            "details": [json.dumps(e.details) for e in entries],
+        },
+    ).first()
+    return Execution(**row._mapping) if row else None
 
 
 def by_key(session: Session, workflow_id: uuid.UUID, key: str) -> tuple[Execution, Workflow] | None:

@@ -18,12 +18,10 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from app import correlation
 from app.domain.states import NODE_PARENT_FAILED, NODE_UNFINISHED, NodeStatus, node_sources, values
-from app.models import NodeExecution
 from app.repositories import node_counts
 from app.repositories.prepared import Prepared
 
@@ -319,10 +317,66 @@ def queue(
     return _moved(session, execution_id, NodeStatus.QUEUED, rows)
 
 
-def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert node execution rows in one statement (the caller sets the counts)."""
-    if rows:
-        session.execute(insert(NodeExecution), list(rows))
+_INSERT_NODES = Prepared(
+    "insert_nodes",
+    """
+    WITH queued AS (
+        SELECT * FROM unnest(:queued, :job_ids) AS q(node_id, job_id)
+    ),
+    made AS (
+        SELECT gen_random_uuid() AS id, wn.node_id, cardinality(wn.dependencies) AS parents,
+               queued.node_id IS NOT NULL AS is_queued, queued.job_id
+        FROM workflow_nodes wn LEFT JOIN queued ON queued.node_id = wn.node_id
+        WHERE wn.workflow_id = :workflow_id
+    ),
+    inserted AS (
+        INSERT INTO node_executions (id, execution_id, node_id, status, attempt, remaining_deps, failed_parents,
+                                     skipped_parents, queued_at, rq_job_id)
+        SELECT id, :execution_id, node_id, CASE WHEN is_queued THEN 'QUEUED' ELSE 'PENDING' END,
+               CASE WHEN is_queued THEN 1 ELSE 0 END, parents, 0, 0,
+               CASE WHEN is_queued THEN clock_timestamp() END,
+               CASE WHEN is_queued THEN COALESCE(job_id, 'node-' || replace(CAST(id AS text), '-', '') || '-1') END
+        FROM made
+        RETURNING id, node_id, status, attempt, rq_job_id
+    ),
+    logged AS (
+        INSERT INTO execution_logs (execution_id, node_id, level, event, message, details, correlation_id)
+        SELECT :execution_id, node_id, 'info', 'node.queued', 'node ' || node_id || ': PENDING -> QUEUED',
+               jsonb_build_object('from', 'PENDING', 'to', 'QUEUED', 'attempt', 1), :correlation_id
+        FROM inserted WHERE status = 'QUEUED'
+        ORDER BY id
+    )
+    SELECT id, node_id, attempt, rq_job_id, NULL AS worker_name, 'PENDING' AS previous
+    FROM inserted WHERE status = 'QUEUED'
+    """,
+    [
+        ("execution_id", "uuid"),
+        ("workflow_id", "uuid"),
+        ("queued", "text[]"),
+        ("job_ids", "text[]"),
+        ("correlation_id", "text"),
+    ],
+)
+
+
+def insert_nodes(
+    session: Session, execution_id: uuid.UUID, workflow_id: uuid.UUID, queued: Mapping[str, str | None]
+) -> list[MovedNode]:
+    """Insert an execution's node rows from its workflow's nodes, in one statement: PENDING,
+    but those in `queued` (roots that run at once), which are QUEUED as attempt 1 in the RQ
+    job named for them (a job of their own when None), with their audit rows. The caller
+    gives the execution's counts (it knows them: nothing else has moved); the queued nodes."""
+    rows = _INSERT_NODES.execute(
+        session,
+        {
+            "execution_id": execution_id,
+            "workflow_id": workflow_id,
+            "queued": list(queued),
+            "job_ids": list(queued.values()),
+            "correlation_id": correlation.correlation_id.get(),
+        },
+    ).all()
+    return [MovedNode(r.id, r.node_id, r.attempt, r.rq_job_id, None, NodeStatus.PENDING) for r in rows]
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
@@ -13,6 +16,7 @@ from app.domain.dag import NodeSpec
 from app.domain.states import WorkflowStatus, workflow_sources
 from app.models import Workflow, WorkflowNode
 from app.repositories import audit
+from app.repositories.prepared import Prepared
 
 
 def next_version(session: Session, name: str) -> int:
@@ -191,3 +195,81 @@ def transition(session: Session, workflow: Workflow, target: WorkflowStatus, **v
             {"from": previous, "to": str(target)},
         )
     return moved
+
+
+_COLUMNS = """id, name, version, status, description, metadata, timeout_seconds, adhoc, created_at, updated_at,
+              activated_at"""
+# FOR SHARE: an archive waits for the trigger that read the row to commit, so no run starts after it.
+_BY_ID = Prepared(
+    "workflow_for_trigger", f"SELECT {_COLUMNS} FROM workflows WHERE id = :id FOR SHARE", [("id", "uuid")]
+)
+_ACTIVE_BY_NAME = Prepared(
+    "active_workflow_for_trigger",
+    f"""
+    SELECT {_COLUMNS} FROM workflows
+    WHERE name = :name AND status = 'active' AND NOT adhoc
+    ORDER BY version DESC LIMIT 1
+    FOR SHARE
+    """,
+    [("name", "text")],
+)
+
+
+def _workflow(row: Any) -> Workflow:
+    values = dict(row._mapping)
+    values["meta"] = values.pop("metadata")
+    return Workflow(**values)
+
+
+def for_trigger(session: Session, workflow_id: uuid.UUID) -> Workflow | None:
+    """A workflow version, share-locked until commit (an archive waits for the trigger)."""
+    row = _BY_ID.execute(session, {"id": workflow_id}).first()
+    return _workflow(row) if row else None
+
+
+def active_for_trigger(session: Session, name: str) -> Workflow | None:
+    """The latest active, not ad-hoc version of the named workflow, share-locked until commit."""
+    row = _ACTIVE_BY_NAME.execute(session, {"name": name}).first()
+    return _workflow(row) if row else None
+
+
+@dataclass(frozen=True)
+class StartPlan:
+    """What starting an execution of a workflow version needs to know of its nodes."""
+
+    nodes: int
+    roots: dict[str, str]  # node id -> handler, of the nodes without parents
+    guarded_roots: bool  # a root with a `when` guard: the start must evaluate it
+
+
+_PLAN = Prepared(
+    "start_plan",
+    """
+    SELECT count(*) AS nodes,
+           COALESCE(array_agg(node_id) FILTER (WHERE cardinality(dependencies) = 0), '{}') AS roots,
+           COALESCE(array_agg(handler) FILTER (WHERE cardinality(dependencies) = 0), '{}') AS handlers,
+           COALESCE(bool_or(guard IS NOT NULL) FILTER (WHERE cardinality(dependencies) = 0), false) AS guarded
+    FROM workflow_nodes WHERE workflow_id = :workflow_id
+    """,
+    [("workflow_id", "uuid")],
+)
+_PLANS: OrderedDict[uuid.UUID, StartPlan] = OrderedDict()
+_PLANS_LOCK = threading.Lock()
+_PLANS_KEPT = 1000
+
+
+def start_plan(session: Session, workflow_id: uuid.UUID) -> StartPlan:
+    """The start plan of an active version, read once per process: an active version's
+    nodes never change."""
+    with _PLANS_LOCK:
+        plan = _PLANS.get(workflow_id)
+        if plan is not None:
+            _PLANS.move_to_end(workflow_id)
+            return plan
+    row = _PLAN.execute(session, {"workflow_id": workflow_id}).one()
+    plan = StartPlan(row.nodes, dict(zip(row.roots, row.handlers, strict=True)), row.guarded)
+    with _PLANS_LOCK:
+        _PLANS[workflow_id] = plan
+        while len(_PLANS) > _PLANS_KEPT:
+            _PLANS.popitem(last=False)
+    return plan

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 
+from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
 from app.domain.errors import ConflictError, NotFoundError, UnprocessableError
 from app.domain.roles import Role
 from app.models import ApiKey
 from app.repositories import api_keys as api_keys_repo
+
+log = logging.getLogger(__name__)
 
 PREFIX = "sw_"
 
@@ -46,8 +53,8 @@ def create_key(session: Session, name: str, role: str) -> tuple[ApiKey, str]:
 
 
 def authenticate(session: Session, key: str) -> Identity | None:
-    """The identity of a live key; None for an unknown or revoked one. No cache: a
-    revocation takes effect on the next request."""
+    """The identity of a live key; None for an unknown or revoked one. Asks PostgreSQL
+    (KeyCache asks it only for keys it has not seen lately)."""
     with session.begin():
         row = api_keys_repo.by_hash(session, hash_key(key))
         if row is None:
@@ -56,16 +63,86 @@ def authenticate(session: Session, key: str) -> Identity | None:
         return Identity(row.id, row.name, Role(row.role))
 
 
+# Bumped by every revocation; a process whose cache was filled under another value empties it.
+GENERATION_KEY = "stepwise:api-keys:generation"
+
+
+@dataclass
+class _Cached:
+    identity: Identity
+    until: float  # monotonic time the entry expires
+    touched: float  # when this process last wrote last_used_at
+
+
+class KeyCache:
+    """Identities of keys seen lately, so that authenticating a request costs no SQL.
+
+    A revocation bumps a counter in Redis that every process reads on each request; a
+    changed counter empties the cache, so a revoked key stops working at once,
+    everywhere. When Redis cannot say, the cache is not trusted and PostgreSQL is asked.
+    Entries also expire after `ttl` seconds (a key revoked behind the API's back), and
+    `last_used_at` is written at most once a minute per key and process.
+    """
+
+    def __init__(self, redis: Redis, ttl: float = 60.0, touch_every: float = 60.0) -> None:
+        self.redis, self.ttl, self.touch_every = redis, ttl, touch_every
+        self._entries: dict[str, _Cached] = {}
+        self._generation: bytes | None = None
+        self._lock = threading.Lock()
+
+    def authenticate(self, session: Session, key: str) -> Identity | None:
+        """The identity of a live key; None for an unknown or revoked one."""
+        digest = hash_key(key)
+        trusted = self._current()
+        now = time.monotonic()
+        with self._lock:
+            cached = self._entries.get(digest) if trusted else None
+        if cached is not None and cached.until > now:
+            if now - cached.touched >= self.touch_every:
+                cached.touched = now
+                with session.begin():
+                    api_keys_repo.mark_used(session, cached.identity.key_id)  # type: ignore[arg-type]
+            return cached.identity
+        identity = authenticate(session, key)
+        if identity is not None and trusted:
+            with self._lock:
+                self._entries[digest] = _Cached(identity, now + self.ttl, now)
+        return identity
+
+    def _current(self) -> bool:
+        """Read the revocation counter; empty the cache if it moved. False when Redis is away."""
+        try:
+            generation = self.redis.get(GENERATION_KEY)
+        except RedisError:
+            return False
+        with self._lock:
+            if generation != self._generation:
+                self._entries.clear()
+                self._generation = generation
+        return True
+
+    def forget(self) -> None:
+        """A key was revoked: every process empties its cache (this one at once, in case
+        Redis is away; the others when they see the counter move)."""
+        with self._lock:
+            self._entries.clear()
+        try:
+            self.redis.incr(GENERATION_KEY)
+        except RedisError:
+            log.warning("could not tell other processes of a revoked key; their caches expire within a minute")
+
+
 def list_keys(session: Session) -> list[ApiKey]:
     """Every key (hashes never leave)."""
     with session.begin():
         return api_keys_repo.all_keys(session)
 
 
-def revoke_key(session: Session, id_or_name: str) -> ApiKey:
-    """Revoke a key by id or name."""
+def revoke_key(session: Session, cache: KeyCache, id_or_name: str) -> ApiKey:
+    """Revoke a key by id or name; every process's cache forgets it."""
     with session.begin():
         row = api_keys_repo.revoke(session, id_or_name)
         if row is None:
             raise NotFoundError(f"no live key {id_or_name!r}")
-        return row
+    cache.forget()
+    return row

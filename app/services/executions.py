@@ -18,13 +18,14 @@ from app.dispatch import Dispatcher, NodeJob
 from app.domain import dag
 from app.domain.errors import ConflictError, IdempotencyKeyMismatchError, NotFoundError
 from app.domain.states import NODE_FINISHED, ExecutionStatus, NodeStatus, WorkflowStatus
-from app.models import Execution, NodeExecution, Workflow, WorkflowNode
+from app.handlers import registry
+from app.models import Execution, NodeExecution, Workflow
 from app.repositories import audit, node_counts, node_moves, node_reads
 from app.repositories import executions as executions_repo
 from app.repositories import workflows as workflows_repo
 from app.repositories.audit import LogEntry
 from app.services import lifecycle, workflows
-from app.services.progress import dispatch
+from app.services.progress import dispatch, node_jobs
 from app.services.workflows import WorkflowDraft
 
 log = logging.getLogger(__name__)
@@ -82,10 +83,24 @@ class ExecutionView:
 def trigger(session: Session, dispatcher: Dispatcher, request: TriggerRequest) -> ExecutionView:
     """Create and start an execution, or return the one this idempotency key already made."""
     with session.begin():
-        replayed = _replay(session, request)
-        if replayed is not None:
-            return replayed
-        workflow = _runnable_workflow(session, request)
+        if request.workflow_id is None and request.idempotency_key:
+            # By name, the key covers every version of the name: a retried request must not
+            # run again because a new version was activated in between. An advisory lock on
+            # (name, key) makes the lookup and the insert that may follow one step.
+            executions_repo.lock_name_and_key(session, request.workflow_name or "", request.idempotency_key)
+            replayed = _replay(session, request)
+            if replayed is not None:
+                return replayed
+        workflow = _workflow_to_run(session, request)
+        if workflow.status != WorkflowStatus.ACTIVE:
+            # A replay still answers after the workflow is archived.
+            replayed = _replay(session, request)
+            if replayed is not None:
+                return replayed
+            raise ConflictError(
+                f"workflow {workflow.name!r} v{workflow.version} is {workflow.status}; only an active workflow runs",
+                details={"current_status": workflow.status},
+            )
         view, jobs = create(session, dispatcher, workflow, request)
     dispatch(dispatcher, jobs)
     return view
@@ -106,37 +121,92 @@ def create(
     session: Session, dispatcher: Dispatcher | None, workflow: Workflow, request: TriggerRequest
 ) -> tuple[ExecutionView, list[NodeJob]]:
     """Insert an execution of `workflow` and its nodes, and start it unless the request
-    says otherwise; the jobs to enqueue once the caller's transaction commits."""
-    nodes = workflows_repo.nodes_of(session, workflow.id)
-    execution_id = executions_repo.insert_unless_key_exists(session, _execution_row(workflow, request, len(nodes)))
-    if execution_id is None:  # a twin with the same key committed while we waited on the index
+    says otherwise; the jobs to enqueue once the caller's transaction commits.
+
+    One that starts now with unguarded roots (the usual trigger) is made RUNNING with its
+    roots QUEUED by the statements that insert them, each step with its audit row; any
+    other is made PENDING, and started (or not) as the lifecycle says.
+    """
+    plan = workflows_repo.start_plan(session, workflow.id)
+    scheduled = request.scheduled_at is not None and request.scheduled_at > datetime.now(UTC)
+    starts = request.start and dispatcher is not None and not scheduled
+    at_once = starts and not plan.guarded_roots
+    queued = {node_id: None for node_id in plan.roots} if at_once else {}
+    counts = node_counts.initial(plan.nodes)
+    if at_once:
+        counts[NodeStatus.PENDING] -= len(queued)
+        counts[NodeStatus.QUEUED] += len(queued)
+    execution = executions_repo.insert(
+        session,
+        _execution_row(workflow, request, plan.nodes, counts, ExecutionStatus.RUNNING if at_once else None),
+        workflow.timeout_seconds,
+        _first_entries(workflow, request, plan, scheduled, at_once),
+    )
+    if execution is None:  # a twin with the same key committed while we waited on the index
         replayed = _replay(session, request)
         if replayed is None:
             raise ConflictError("the idempotency key is taken by an execution being deleted; retry")
         return replayed, []
-    jobs = _create_nodes_and_start(session, dispatcher, execution_id, workflow, nodes, request)
+    modes = {node_id: registry.mode(handler) for node_id, handler in plan.roots.items()}
+    if at_once and dispatcher is not None:
+        queued.update(dispatcher.plan(modes))
+    inserted = node_moves.insert_nodes(session, execution.id, workflow.id, queued)
     name = workflow.name
     metrics.after_commit(session, lambda: metrics.EXECUTIONS_STARTED.labels(name).inc())
-    execution = session.get(Execution, execution_id, populate_existing=True)
+    if at_once:
+        jobs = node_jobs(inserted, modes)
+    elif starts and dispatcher is not None:
+        jobs = lifecycle.start(session, dispatcher, execution.id, workflow)
+        execution = session.get(Execution, execution.id, populate_existing=True) or execution
+    else:
+        jobs = []
     return ExecutionView(execution, workflow, created=True), jobs
 
 
-def _replay(session: Session, request: TriggerRequest) -> ExecutionView | None:
-    """The execution this request's idempotency key already made, if any.
+def _first_entries(
+    workflow: Workflow, request: TriggerRequest, plan: workflows_repo.StartPlan, scheduled: bool, at_once: bool
+) -> list[LogEntry]:
+    """The audit rows of an execution's making (the execution id is the statement's)."""
+    made = uuid.UUID(int=0)
+    entries = [
+        LogEntry(
+            made,
+            "execution.created",
+            f"execution of {workflow.name} v{workflow.version} created",
+            details={"idempotency_key": request.idempotency_key, "nodes": plan.nodes, "dry_run": request.dry_run},
+        )
+    ]
+    if scheduled and request.scheduled_at is not None:
+        entries.append(
+            LogEntry(
+                made,
+                "execution.scheduled",
+                f"execution scheduled to start at {request.scheduled_at.isoformat()}",
+                details={"scheduled_at": request.scheduled_at.isoformat()},
+            )
+        )
+    if at_once:
+        entries.append(
+            LogEntry(
+                made,
+                "execution.running",
+                "execution started" + (" (dry run)" if request.dry_run else ""),
+                details={"from": str(ExecutionStatus.PENDING), "to": str(ExecutionStatus.RUNNING)},
+            )
+        )
+    return entries
 
-    Looked up before the workflow's status is checked, so a replay still
-    answers after the workflow is archived. By name, the key covers every
-    version of the name: a retried request must not run again because a new
-    version was activated in between; an advisory lock on (name, key) makes
-    the lookup and the insert that may follow one step.
-    """
+
+def _replay(session: Session, request: TriggerRequest) -> ExecutionView | None:
+    """The execution this request's idempotency key already made, if any: by workflow id,
+    for that version; by name, for any version of the name (the caller holds the lock on
+    name and key)."""
     key = request.idempotency_key
     if not key:
         return None
     if request.workflow_id is not None:
         found = executions_repo.by_key(session, request.workflow_id, key)
     else:
-        executions_repo.lock_name_and_key(session, request.workflow_name or "", key)
         found = executions_repo.by_name_and_key(session, request.workflow_name or "", key)
     if found is None:
         return None
@@ -155,91 +225,42 @@ def _replay(session: Session, request: TriggerRequest) -> ExecutionView | None:
     return ExecutionView(execution, workflow, created=False)
 
 
-def _execution_row(workflow: Workflow, request: TriggerRequest, node_count: int) -> dict[str, Any]:
+def _execution_row(
+    workflow: Workflow,
+    request: TriggerRequest,
+    node_count: int,
+    counts: dict[str, int],
+    status: ExecutionStatus | None,
+) -> dict[str, Any]:
     return {
         "id": uuid.uuid4(),
         "workflow_id": workflow.id,
-        "status": ExecutionStatus.PENDING,
+        "status": status or ExecutionStatus.PENDING,
         "idempotency_key": request.idempotency_key,
-        "request_fingerprint": request.fingerprint() if request.idempotency_key else None,
+        "fingerprint": request.fingerprint() if request.idempotency_key else None,
         "input": request.input,
         "correlation_id": request.correlation_id,
         "nodes_total": node_count,
-        "node_counts": node_counts.initial(node_count),
+        "node_counts": counts,
         "scheduled_at": request.scheduled_at,
         "max_retries": request.max_retries,
         "dry_run": request.dry_run,
     }
 
 
-def _create_nodes_and_start(
-    session: Session,
-    dispatcher: Dispatcher | None,
-    execution_id: uuid.UUID,
-    workflow: Workflow,
-    nodes: Sequence[WorkflowNode],
-    request: TriggerRequest,
-) -> list[NodeJob]:
-    audit.record(
-        session,
-        [
-            LogEntry(
-                execution_id,
-                "execution.created",
-                f"execution of {workflow.name} v{workflow.version} created",
-                details={"idempotency_key": request.idempotency_key, "nodes": len(nodes), "dry_run": request.dry_run},
-            )
-        ],
-    )
-    node_moves.insert_many(
-        session,
-        [
-            {
-                "id": uuid.uuid4(),
-                "execution_id": execution_id,
-                "node_id": node.node_id,
-                "status": NodeStatus.PENDING,
-                "remaining_deps": len(node.dependencies),
-            }
-            for node in nodes
-        ],
-    )
-    if not request.start or dispatcher is None:
-        return []  # PENDING until someone triggers it
-    if request.scheduled_at is not None and request.scheduled_at > datetime.now(UTC):
-        audit.record(
-            session,
-            [
-                LogEntry(
-                    execution_id,
-                    "execution.scheduled",
-                    f"execution scheduled to start at {request.scheduled_at.isoformat()}",
-                    details={"scheduled_at": request.scheduled_at.isoformat()},
-                )
-            ],
-        )
-        return []
-    return lifecycle.start(session, dispatcher, execution_id, workflow)
-
-
-def _runnable_workflow(session: Session, request: TriggerRequest) -> Workflow:
+def _workflow_to_run(session: Session, request: TriggerRequest) -> Workflow:
+    """The version a trigger names (by id, or the latest active by name), share-locked until
+    commit so that no run starts after an archive."""
     if request.workflow_id is not None:
-        # FOR SHARE: an archive waits for this trigger to commit, so no run starts after it.
-        workflow = session.get(Workflow, request.workflow_id, with_for_update={"read": True})
+        workflow = workflows_repo.for_trigger(session, request.workflow_id)
         if workflow is None:
             raise NotFoundError(f"workflow {request.workflow_id} not found")
-    else:
-        workflow = workflows_repo.latest_active(session, request.workflow_name or "")
-        if workflow is None:
-            if workflows_repo.latest(session, request.workflow_name) is None:
-                raise NotFoundError(f"workflow {request.workflow_name!r} not found")
-            raise ConflictError(f"workflow {request.workflow_name!r} has no active version; activate one first")
-        session.refresh(workflow, with_for_update={"read": True})
-    if workflow.status != WorkflowStatus.ACTIVE:
-        raise ConflictError(
-            f"workflow {workflow.name!r} v{workflow.version} is {workflow.status}; only an active workflow runs",
-            details={"current_status": workflow.status},
-        )
+        return workflow
+    workflow = workflows_repo.active_for_trigger(session, request.workflow_name or "")
+    if workflow is None:
+        if workflows_repo.latest(session, request.workflow_name or "") is None:
+            raise NotFoundError(f"workflow {request.workflow_name!r} not found")
+        raise ConflictError(f"workflow {request.workflow_name!r} has no active version; activate one first")
     return workflow
 
 

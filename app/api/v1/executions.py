@@ -9,10 +9,9 @@ from flask.views import MethodView
 from flask_smorest import abort
 
 from app import correlation
-from app.api import db, runtime
+from app.api import db, limits, runtime
 from app.api.auth import requires
 from app.api.errors import ErrorSchema
-from app.api.limits import check_trigger_limit
 from app.api.parsing import Blueprint
 from app.api.v1.schemas import (
     ExecutionDetailArgsSchema,
@@ -51,6 +50,7 @@ class Executions(MethodView):
         )
         return {"items": items, "total": total, "limit": args["limit"], "offset": args["offset"]}
 
+    @limits.trigger
     @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.arguments(TriggerSchema)
     @blp.response(201, ExecutionSchema, description="A new execution")
@@ -60,7 +60,6 @@ class Executions(MethodView):
     @blp.alt_response(422, schema=ErrorSchema, description="The idempotency key was used with another body")
     def post(self, body: dict[str, Any], **headers: Any) -> tuple[service.ExecutionView, int]:
         """Trigger an execution; repeat it safely with an Idempotency-Key"""
-        check_trigger_limit()
         key = body.get("idempotency_key")
         header_key = headers.get("idempotency_key")
         if key and header_key and key != header_key:

@@ -7,7 +7,7 @@ from typing import Any
 import marshmallow as ma
 from flask.views import MethodView
 
-from app.api import db
+from app.api import db, runtime
 from app.api.auth import requires
 from app.api.errors import ErrorSchema
 from app.api.parsing import Blueprint
@@ -62,4 +62,4 @@ class KeyByIdOrName(MethodView):
     @blp.alt_response(404, schema=ErrorSchema)
     def delete(self, id_or_name: str) -> Any:
         """Revoke an API key (by id or name); it stops working at once"""
-        return api_keys.revoke_key(db(), id_or_name)
+        return api_keys.revoke_key(db(), runtime().keys, id_or_name)
