@@ -91,10 +91,10 @@ def _note(session: Session, claimed: Sequence[ClaimedNode], previous: NodeStatus
 _LOCK_EXECUTIONS = Prepared(
     "lock_claimed_executions",
     """
-    SELECT id FROM executions
-    WHERE id IN (SELECT execution_id FROM node_executions WHERE id = ANY(:ids))
-    ORDER BY id
-    FOR NO KEY UPDATE
+    SELECT e.id FROM executions e
+    WHERE e.id IN (SELECT ne.execution_id FROM unnest(:ids) AS w(id) JOIN node_executions ne ON ne.id = w.id)
+    ORDER BY e.id
+    FOR NO KEY UPDATE OF e
     """,
     [("ids", "uuid[]")],
 )
@@ -123,6 +123,17 @@ _CLAIM = Prepared(
                    COALESCE(:correlation_id, e.correlation_id)
             FROM claimed c JOIN executions e ON e.id = c.execution_id
             ORDER BY c.id
+        ),
+        -- The executions' counts, in this statement rather than at commit: their rows are
+        -- locked already (the statement before), and a claim is on every node's path.
+        counted AS (
+            UPDATE executions e
+            SET node_counts = e.node_counts || jsonb_build_object(
+                    'QUEUED', COALESCE(CAST(e.node_counts->>'QUEUED' AS integer), 0) - per.n,
+                    'RUNNING', COALESCE(CAST(e.node_counts->>'RUNNING' AS integer), 0) + per.n),
+                updated_at = now()
+            FROM (SELECT execution_id, count(*) AS n FROM claimed GROUP BY execution_id) per
+            WHERE e.id = per.execution_id
         )
         SELECT {_NODE_COLUMNS} {_WITH_DEFINITIONS}
         """,
@@ -146,19 +157,18 @@ def claim(session: Session, wanted: Sequence[tuple[uuid.UUID, int]], worker_name
             "correlation_id": correlation.correlation_id.get(),
         },
     ).all()
-    claimed = _claimed(rows)
-    _note(session, claimed, NodeStatus.QUEUED)
-    return claimed
+    return _claimed(rows)
 
 
 _QUEUE_AND_CLAIM = Prepared(
     "queue_and_claim",
     f"""
         WITH chosen AS (
-            SELECT id FROM node_executions
-            WHERE execution_id = :execution_id AND node_id = ANY(:node_ids) AND status = 'PENDING'
-            ORDER BY id
-            FOR UPDATE
+            SELECT ne.id FROM unnest(:node_ids) AS w(node_id)
+            JOIN node_executions ne ON ne.execution_id = :execution_id AND ne.node_id = w.node_id
+            WHERE ne.status = 'PENDING'
+            ORDER BY ne.id
+            FOR UPDATE OF ne
         ),
         claimed AS (
             UPDATE node_executions ne

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Uuid, bindparam, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
+from app import correlation
 from app.domain.states import ExecutionStatus, execution_sources
 from app.models import Execution, Workflow
 from app.repositories import audit, node_counts
@@ -194,6 +195,32 @@ def transition(
     return ExecutionStatus(previous)
 
 
+_COMPLETE = Prepared(
+    "complete_execution",
+    """
+    WITH moved AS (
+        UPDATE executions SET status = 'COMPLETED', finished_at = now(), updated_at = now()
+        WHERE id = :id AND status = ANY(:sources)
+        RETURNING id, correlation_id
+    )
+    INSERT INTO execution_logs (execution_id, level, event, message, details, correlation_id)
+    SELECT id, 'info', 'execution.completed', 'execution completed', jsonb_build_object('from', 'RUNNING',
+           'to', 'COMPLETED'), COALESCE(:correlation_id, correlation_id)
+    FROM moved
+    RETURNING execution_id
+    """,
+    [("id", "uuid"), ("sources", "text[]"), ("correlation_id", "text")],
+)
+
+
+def complete(session: Session, execution_id: uuid.UUID) -> bool:
+    """RUNNING -> COMPLETED, logged, in one statement (the hot end of every execution);
+    False when it was not RUNNING."""
+    sources = sorted(str(s) for s in execution_sources(ExecutionStatus.COMPLETED))
+    params = {"id": execution_id, "sources": sources, "correlation_id": correlation.correlation_id.get()}
+    return _COMPLETE.execute(session, params).first() is not None
+
+
 _LOCK = text("SELECT status FROM executions WHERE id = :id FOR NO KEY UPDATE").bindparams(bindparam("id", type_=Uuid))
 
 
@@ -224,7 +251,7 @@ def lock_many(session: Session, execution_ids: Collection[uuid.UUID]) -> dict[uu
     statuses = {}
     for row in _LOCK_MANY.execute(session, {"ids": list(execution_ids)}):
         statuses[row.id] = ExecutionStatus(row.status)
-        node_counts.remember(session, row.id, row.node_counts)
+        node_counts.remember(session, row.id, statuses[row.id], row.node_counts)
     return statuses
 
 
@@ -281,15 +308,3 @@ def is_past(session: Session, moment: datetime) -> bool:
 def input_of(session: Session, execution_id: uuid.UUID) -> dict[str, Any]:
     """An execution's input."""
     return session.scalar(select(Execution.input).where(Execution.id == execution_id)) or {}
-
-
-def workflow_name(session: Session, execution_id: uuid.UUID) -> str:
-    """The name of the workflow an execution runs (a metrics label)."""
-    return (
-        session.scalar(
-            select(Workflow.name)
-            .join(Execution, Execution.workflow_id == Workflow.id)
-            .where(Execution.id == execution_id)
-        )
-        or ""
-    )

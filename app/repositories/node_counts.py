@@ -78,10 +78,11 @@ _ADD = Prepared(
 _READ = Prepared("read_node_counts", "SELECT id, status, node_counts FROM executions WHERE id = :id", [("id", "uuid")])
 
 
-def remember(session: Session, execution_id: uuid.UUID, counts: dict[str, int]) -> None:
-    """The execution's counts as read under its row lock, held until this transaction ends:
-    no one else can move its nodes meanwhile, so the counts plus the noted moves are exact."""
-    session.info.setdefault(_LOCKED, {})[execution_id] = counts
+def remember(session: Session, execution_id: uuid.UUID, status: ExecutionStatus, counts: dict[str, int]) -> None:
+    """The execution as read under its row lock, held until this transaction ends: no one
+    else can move it or its nodes meanwhile, so its state (which only the caller may then
+    change, by ending it) and its counts plus the noted moves are exact."""
+    session.info.setdefault(_LOCKED, {})[execution_id] = (status, counts)
 
 
 def _write(session: Session, tallies: dict[uuid.UUID, Counter[str]]) -> dict[uuid.UUID, Countdown]:
@@ -91,25 +92,18 @@ def _write(session: Session, tallies: dict[uuid.UUID, Counter[str]]) -> dict[uui
         return {}
     ids = sorted(changed)  # the rows are locked already; the order is for the reader
     rows = _ADD.execute(session, {"ids": ids, "deltas": [json.dumps(changed[i]) for i in ids]})
-    written = {row.id: Countdown(ExecutionStatus(row.status), row.node_counts) for row in rows}
-    locked = session.info.get(_LOCKED, {})
-    for execution_id, countdown in written.items():
-        if execution_id in locked:
-            locked[execution_id] = countdown.counts
-    return written
+    return {row.id: Countdown(ExecutionStatus(row.status), row.node_counts) for row in rows}
 
 
 def settle(session: Session, execution_id: uuid.UUID) -> Countdown:
-    """The execution's counts after the moves noted so far. While nodes are left and its
-    counts were remembered under its lock, that is arithmetic here (the moves reach the row
-    at commit); otherwise they are written now, and the row read back, state included."""
-    counts = session.info.get(_LOCKED, {}).get(execution_id)
-    if counts is not None:
+    """The execution's state and counts after the moves noted so far. When its counts were
+    remembered under its lock this is arithmetic here (the moves reach the row at commit);
+    otherwise they are written now and the row read back."""
+    remembered = session.info.get(_LOCKED, {}).get(execution_id)
+    if remembered is not None:
+        status, counts = remembered
         tally = session.info.get(_NOTED, {}).get(execution_id, Counter())
-        current = {key: counts.get(key, 0) + tally.get(key, 0) for key in {*counts, *tally}}
-        ahead = Countdown(ExecutionStatus.RUNNING, current)
-        if ahead.unfinished > 0:
-            return ahead  # its state is not needed: nothing ends an execution with nodes left
+        return Countdown(status, {key: counts.get(key, 0) + tally.get(key, 0) for key in {*counts, *tally}})
     tally = session.info.get(_NOTED, {}).pop(execution_id, None)
     written = _write(session, {execution_id: tally}) if tally else {}
     if execution_id in written:

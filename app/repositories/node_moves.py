@@ -1,13 +1,17 @@
 """Guarded status changes of node executions, and the parent counts that decide them.
 
-These run once or more per node, so they are named SQL statements written once
-(as procrastinate does) rather than statements built per call: building and
-compiling an ORM UPDATE costs about five times what PostgreSQL spends on it.
-Each status change and its audit rows are one statement (a data-modifying CTE),
-so they cannot come apart, and each notes its moves for the execution's counts
+These run once or more per node, so they are named SQL statements prepared once per
+connection (repositories/prepared.py) rather than statements built per call. Each
+status change and its audit rows are one statement (a data-modifying CTE), so they
+cannot come apart, and each notes its moves for the execution's counts
 (`node_counts`). Statements lock the node rows they change in id order; the caller
 holds the execution's row lock first (executions.lock), so changes spread over
 several statements still take their locks in one global order.
+
+Prepared statements run on generic plans, which guess that an array holds a few
+elements. So a statement given a list is driven by the list (`unnest`) and finds each
+row by an index: a fan-out's ten thousand children cost ten thousand index probes,
+never ten thousand scans of the list.
 """
 
 from __future__ import annotations
@@ -25,18 +29,24 @@ from app.domain.states import NODE_PARENT_FAILED, NODE_UNFINISHED, NodeStatus, n
 from app.repositories import node_counts
 from app.repositories.prepared import Prepared
 
-# The guard: the rows chosen (by id or node id, in a source state, at an attempt),
-# locked in id order. Filters given as NULL are ignored.
+# The guard: the rows named (by id or node id; every node of the execution when neither
+# is given) that are in a source state (and at `attempt`, if given), locked in id order.
 _CHOSEN = """
+    named AS (
+        SELECT ne.id FROM node_executions ne
+        WHERE CAST(:ids AS uuid[]) IS NULL AND CAST(:node_ids AS text[]) IS NULL AND ne.execution_id = :execution_id
+        UNION ALL
+        SELECT ne.id FROM unnest(CAST(:node_ids AS text[])) AS w(node_id)
+        JOIN node_executions ne ON ne.execution_id = :execution_id AND ne.node_id = w.node_id
+        UNION ALL
+        SELECT ne.id FROM unnest(CAST(:ids AS uuid[])) AS w(id)
+        JOIN node_executions ne ON ne.id = w.id AND ne.execution_id = :execution_id
+    ),
     chosen AS (
-        SELECT id, status FROM node_executions
-        WHERE execution_id = :execution_id
-          AND status = ANY(:sources)
-          AND (:ids IS NULL OR id = ANY(:ids))
-          AND (:node_ids IS NULL OR node_id = ANY(:node_ids))
-          AND (:attempt IS NULL OR attempt = :attempt)
-        ORDER BY id
-        FOR UPDATE
+        SELECT ne.id, ne.status FROM named JOIN node_executions ne ON ne.id = named.id
+        WHERE ne.status = ANY(:sources) AND (:attempt IS NULL OR ne.attempt = :attempt)
+        ORDER BY ne.id
+        FOR UPDATE OF ne
     )"""
 
 _LOGGED = """
@@ -44,24 +54,13 @@ _LOGGED = """
         INSERT INTO execution_logs (execution_id, node_id, level, event, message, details, correlation_id)
         SELECT :execution_id, node_id, :level, :event,
                'node ' || node_id || ': ' || previous || ' -> ' || :target,
-               jsonb_build_object('from', previous, 'to', :target, 'attempt', attempt) || CAST(:details AS jsonb),
+               jsonb_build_object('from', previous, 'to', :target, 'attempt', attempt) || :details,
                :correlation_id
         FROM moved
+        ORDER BY id
     )"""
 
-
-_MOVE_PARAMETERS = [
-    ("execution_id", "uuid"),
-    ("target", "text"),
-    ("sources", "text[]"),
-    ("ids", "uuid[]"),
-    ("node_ids", "text[]"),
-    ("attempt", "integer"),
-    ("level", "text"),
-    ("event", "text"),
-    ("details", "jsonb"),
-    ("correlation_id", "text"),
-]
+_MOVED_COLUMNS = "ne.id, ne.node_id, ne.attempt, ne.rq_job_id, ne.worker_name, chosen.status AS previous"
 
 _FINISH = Prepared(
     "finish",
@@ -71,12 +70,25 @@ _FINISH = Prepared(
         UPDATE node_executions ne SET status = :target, finished_at = clock_timestamp(), output = :output,
                                       error = :error
         FROM chosen WHERE ne.id = chosen.id
-        RETURNING ne.id, ne.node_id, ne.attempt, ne.rq_job_id, ne.worker_name, chosen.status AS previous
+        RETURNING {_MOVED_COLUMNS}
     ),
     {_LOGGED}
     SELECT id, node_id, attempt, rq_job_id, worker_name, previous FROM moved
     """,
-    [*_MOVE_PARAMETERS, ("output", "jsonb"), ("error", "jsonb")],
+    [
+        ("execution_id", "uuid"),
+        ("target", "text"),
+        ("sources", "text[]"),
+        ("ids", "uuid[]"),
+        ("node_ids", "text[]"),
+        ("attempt", "integer"),
+        ("level", "text"),
+        ("event", "text"),
+        ("details", "jsonb"),
+        ("correlation_id", "text"),
+        ("output", "jsonb"),
+        ("error", "jsonb"),
+    ],
 )
 
 
@@ -101,6 +113,10 @@ def _moved(session: Session, execution_id: uuid.UUID, target: NodeStatus, rows: 
     moved = [MovedNode(r.id, r.node_id, r.attempt, r.rq_job_id, r.worker_name, NodeStatus(r.previous)) for r in rows]
     node_counts.note(session, execution_id, ((m.previous, target) for m in moved))
     return moved
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 def finish(
@@ -154,12 +170,12 @@ class Result:
 
 # Per target, what a result sets besides the status.
 _RESULT_SETS = {
-    NodeStatus.COMPLETED: "finished_at = clock_timestamp(), output = given.output, error = NULL",
-    NodeStatus.FAILED: "finished_at = clock_timestamp(), error = given.error",
-    NodeStatus.UP_FOR_RETRY: """not_before = clock_timestamp() + make_interval(secs => given.seconds),
-                                error = given.error""",
-    NodeStatus.DEFERRED: """not_before = clock_timestamp() + make_interval(secs => given.seconds),
-                            wake_at = clock_timestamp() + make_interval(secs => given.seconds)""",
+    NodeStatus.COMPLETED: "finished_at = clock_timestamp(), output = chosen.output, error = NULL",
+    NodeStatus.FAILED: "finished_at = clock_timestamp(), error = chosen.error",
+    NodeStatus.UP_FOR_RETRY: """not_before = clock_timestamp() + make_interval(secs => chosen.seconds),
+                                error = chosen.error""",
+    NodeStatus.DEFERRED: """not_before = clock_timestamp() + make_interval(secs => chosen.seconds),
+                            wake_at = clock_timestamp() + make_interval(secs => chosen.seconds)""",
 }
 
 
@@ -173,16 +189,16 @@ def _result_statement(target: NodeStatus) -> Prepared:
             AS g(id, attempt, output, error, seconds, details)
         ),
         chosen AS (
-            SELECT ne.id, ne.status FROM node_executions ne JOIN given ON given.id = ne.id
+            SELECT ne.id, ne.status, given.output, given.error, given.seconds, given.details
+            FROM given JOIN node_executions ne ON ne.id = given.id
             WHERE ne.execution_id = :execution_id AND ne.status = ANY(:sources) AND ne.attempt = given.attempt
             ORDER BY ne.id
             FOR UPDATE OF ne
         ),
         moved AS (
             UPDATE node_executions ne SET status = :target, {_RESULT_SETS[target]}
-            FROM chosen, given WHERE ne.id = chosen.id AND given.id = ne.id
-            RETURNING ne.id, ne.node_id, ne.attempt, ne.rq_job_id, ne.worker_name, chosen.status AS previous,
-                      given.details
+            FROM chosen WHERE ne.id = chosen.id
+            RETURNING {_MOVED_COLUMNS}, chosen.details
         ),
         logged AS (
             INSERT INTO execution_logs (execution_id, node_id, level, event, message, details, correlation_id)
@@ -192,6 +208,7 @@ def _result_statement(target: NodeStatus) -> Prepared:
                        || COALESCE(details, '{{}}'::jsonb),
                    :correlation_id
             FROM moved
+            ORDER BY id
         )
         SELECT id, node_id, attempt, rq_job_id, worker_name, previous FROM moved
         """,
@@ -219,10 +236,6 @@ _RESULT_LEVELS = {
     NodeStatus.UP_FOR_RETRY: "warning",
     NodeStatus.DEFERRED: "info",
 }
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
 
 
 def record_results(
@@ -263,55 +276,65 @@ def record_results(
 _QUEUE = Prepared(
     "queue",
     f"""
-    WITH {_CHOSEN},
-    jobs AS (
-        SELECT * FROM unnest(:job_nodes, :job_ids) AS j(node_id, job_id)
+    WITH chosen AS (
+        SELECT ne.id, ne.status, w.job_id
+        FROM unnest(:node_ids, :job_ids) AS w(node_id, job_id)
+        JOIN node_executions ne ON ne.execution_id = :execution_id AND ne.node_id = w.node_id
+        WHERE ne.status = ANY(:sources)
+        ORDER BY ne.id
+        FOR UPDATE OF ne
     ),
     moved AS (
         UPDATE node_executions ne
         SET status = 'QUEUED', attempt = ne.attempt + 1, queued_at = clock_timestamp(), not_before = NULL,
             worker_name = NULL,
-            rq_job_id = COALESCE(
-                (SELECT job_id FROM jobs WHERE jobs.node_id = ne.node_id),
-                'node-' || replace(CAST(ne.id AS text), '-', '') || '-' || (ne.attempt + 1))
+            rq_job_id = COALESCE(chosen.job_id,
+                                 'node-' || replace(CAST(ne.id AS text), '-', '') || '-' || (ne.attempt + 1))
         FROM chosen WHERE ne.id = chosen.id
-        RETURNING ne.id, ne.node_id, ne.attempt, ne.rq_job_id, ne.worker_name, chosen.status AS previous
+        RETURNING {_MOVED_COLUMNS}
     ),
     {_LOGGED}
     SELECT id, node_id, attempt, rq_job_id, worker_name, previous FROM moved
     """,
-    [*_MOVE_PARAMETERS, ("job_nodes", "text[]"), ("job_ids", "text[]")],
+    [
+        ("execution_id", "uuid"),
+        ("target", "text"),
+        ("sources", "text[]"),
+        ("node_ids", "text[]"),
+        ("job_ids", "text[]"),
+        ("level", "text"),
+        ("event", "text"),
+        ("details", "jsonb"),
+        ("correlation_id", "text"),
+    ],
 )
 
 
 def queue(
     session: Session,
     execution_id: uuid.UUID,
+    node_ids: Collection[str],
     *,
-    node_ids: Collection[str] | None = None,
-    ids: Collection[uuid.UUID] | None = None,
     expected: Collection[NodeStatus] | None = None,
     job_ids: Mapping[str, str] | None = None,
     details: dict[str, Any] | None = None,
 ) -> list[MovedNode]:
-    """Move the chosen nodes to QUEUED as a new attempt, each carried by the RQ job
-    `job_ids` names for its node id (a job of its own otherwise); log each."""
-    jobs = dict(job_ids or {})
+    """Move the named nodes to QUEUED as a new attempt, each carried by the RQ job
+    `job_ids` names for it (a job of its own otherwise); log each."""
+    names = list(node_ids)
+    jobs = job_ids or {}
     rows = _QUEUE.execute(
         session,
         {
             "execution_id": execution_id,
             "target": str(NodeStatus.QUEUED),
             "sources": _sources(NodeStatus.QUEUED, expected),
-            "ids": list(ids) if ids is not None else None,
-            "node_ids": list(node_ids) if node_ids is not None else None,
-            "attempt": None,
+            "node_ids": names,
+            "job_ids": [jobs.get(name) for name in names],
             "level": "info",
             "event": "node.queued",
             "details": json.dumps(details or {}),
             "correlation_id": correlation.correlation_id.get(),
-            "job_nodes": list(jobs),
-            "job_ids": list(jobs.values()),
         },
     ).all()
     return _moved(session, execution_id, NodeStatus.QUEUED, rows)
@@ -320,13 +343,11 @@ def queue(
 _INSERT_NODES = Prepared(
     "insert_nodes",
     """
-    WITH queued AS (
-        SELECT * FROM unnest(:queued, :job_ids) AS q(node_id, job_id)
-    ),
-    made AS (
+    WITH made AS (
         SELECT gen_random_uuid() AS id, wn.node_id, cardinality(wn.dependencies) AS parents,
-               queued.node_id IS NOT NULL AS is_queued, queued.job_id
-        FROM workflow_nodes wn LEFT JOIN queued ON queued.node_id = wn.node_id
+               :queue_roots AND cardinality(wn.dependencies) = 0 AS is_queued,
+               row_number() OVER (PARTITION BY cardinality(wn.dependencies) = 0 ORDER BY wn.position) AS nth
+        FROM workflow_nodes wn
         WHERE wn.workflow_id = :workflow_id
     ),
     inserted AS (
@@ -335,7 +356,8 @@ _INSERT_NODES = Prepared(
         SELECT id, :execution_id, node_id, CASE WHEN is_queued THEN 'QUEUED' ELSE 'PENDING' END,
                CASE WHEN is_queued THEN 1 ELSE 0 END, parents, 0, 0,
                CASE WHEN is_queued THEN clock_timestamp() END,
-               CASE WHEN is_queued THEN COALESCE(job_id, 'node-' || replace(CAST(id AS text), '-', '') || '-1') END
+               CASE WHEN is_queued
+                    THEN COALESCE((:root_job_ids)[nth], 'node-' || replace(CAST(id AS text), '-', '') || '-1') END
         FROM made
         RETURNING id, node_id, status, attempt, rq_job_id
     ),
@@ -346,33 +368,37 @@ _INSERT_NODES = Prepared(
         FROM inserted WHERE status = 'QUEUED'
         ORDER BY id
     )
-    SELECT id, node_id, attempt, rq_job_id, NULL AS worker_name, 'PENDING' AS previous
-    FROM inserted WHERE status = 'QUEUED'
+    SELECT id, node_id, attempt, rq_job_id FROM inserted WHERE status = 'QUEUED'
     """,
     [
         ("execution_id", "uuid"),
         ("workflow_id", "uuid"),
-        ("queued", "text[]"),
-        ("job_ids", "text[]"),
+        ("queue_roots", "boolean"),
+        ("root_job_ids", "text[]"),
         ("correlation_id", "text"),
     ],
 )
 
 
 def insert_nodes(
-    session: Session, execution_id: uuid.UUID, workflow_id: uuid.UUID, queued: Mapping[str, str | None]
+    session: Session,
+    execution_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+    *,
+    queue_roots: bool,
+    root_job_ids: Sequence[str | None] = (),
 ) -> list[MovedNode]:
-    """Insert an execution's node rows from its workflow's nodes, in one statement: PENDING,
-    but those in `queued` (roots that run at once), which are QUEUED as attempt 1 in the RQ
-    job named for them (a job of their own when None), with their audit rows. The caller
-    gives the execution's counts (it knows them: nothing else has moved); the queued nodes."""
+    """Insert an execution's node rows from its workflow's nodes, in one statement, all
+    PENDING; or, with `queue_roots`, the roots (nodes without parents) QUEUED as attempt 1,
+    the nth root (by position) in the job `root_job_ids[n]` (a job of its own when None),
+    with their audit rows. The caller sets the execution's counts. The queued roots."""
     rows = _INSERT_NODES.execute(
         session,
         {
             "execution_id": execution_id,
             "workflow_id": workflow_id,
-            "queued": list(queued),
-            "job_ids": list(queued.values()),
+            "queue_roots": queue_roots,
+            "root_job_ids": list(root_job_ids),
             "correlation_id": correlation.correlation_id.get(),
         },
     ).all()
@@ -423,13 +449,10 @@ def children(rows: Sequence[Any]) -> list[ChildState]:
 _COUNT_PARENTS = Prepared(
     "count_parents",
     f"""
-    WITH counted AS (
-        SELECT * FROM unnest(:children, :done, :failed, :skipped) AS c(node_id, done, failed, skipped)
-    ),
-    locked AS (
-        SELECT ne.id, counted.done, counted.failed, counted.skipped
-        FROM node_executions ne JOIN counted ON counted.node_id = ne.node_id
-        WHERE ne.execution_id = :execution_id
+    WITH locked AS (
+        SELECT ne.id, c.done, c.failed, c.skipped
+        FROM unnest(:children, :done, :failed, :skipped) AS c(node_id, done, failed, skipped)
+        JOIN node_executions ne ON ne.execution_id = :execution_id AND ne.node_id = c.node_id
         ORDER BY ne.id
         FOR UPDATE OF ne
     )
@@ -487,68 +510,69 @@ def count_parent_outcomes(
 _RESET = Prepared(
     "reset",
     """
-        WITH reset_ids AS (
-            SELECT unnest(:node_ids) AS node_id
-        ),
-        chosen AS (
-            SELECT ne.id, ne.status FROM node_executions ne
-            WHERE ne.execution_id = :execution_id AND ne.node_id IN (SELECT node_id FROM reset_ids)
-              AND ne.status = ANY(:sources)
-            ORDER BY ne.id
-            FOR UPDATE
-        ),
-        counts AS (
-            -- A reset node's parents as they stand: reset ones and unfinished ones are
-            -- still to come; the others ended as they ended.
-            SELECT ne.id,
-                   count(p.id) FILTER (
-                       WHERE p.node_id IN (SELECT node_id FROM reset_ids) OR p.status = ANY(:unfinished)
-                   ) AS remaining,
-                   count(p.id) FILTER (
-                       WHERE p.node_id NOT IN (SELECT node_id FROM reset_ids) AND p.status = ANY(:failures)
-                   ) AS failed,
-                   count(p.id) FILTER (
-                       WHERE p.node_id NOT IN (SELECT node_id FROM reset_ids) AND p.status = 'SKIPPED'
-                   ) AS skipped
-            FROM node_executions ne
-            JOIN chosen ON chosen.id = ne.id
-            JOIN workflow_nodes wn ON wn.workflow_id = :workflow_id AND wn.node_id = ne.node_id
-            LEFT JOIN LATERAL unnest(wn.dependencies) AS dep(node_id) ON true
-            LEFT JOIN node_executions p ON p.execution_id = ne.execution_id AND p.node_id = dep.node_id
-            GROUP BY ne.id
-        ),
-        moved AS (
-            UPDATE node_executions ne
-            SET status = 'PENDING', remaining_deps = counts.remaining, failed_parents = counts.failed,
-                skipped_parents = counts.skipped, output = NULL, error = NULL, queued_at = NULL,
-                started_at = NULL, finished_at = NULL, not_before = NULL, wake_at = NULL, worker_name = NULL
-            FROM counts, chosen
-            WHERE ne.id = counts.id AND chosen.id = ne.id
-            RETURNING ne.id, ne.node_id, ne.attempt, ne.status, chosen.status AS previous,
-                      ne.remaining_deps, ne.failed_parents, ne.skipped_parents
-        ),
-        logged AS (
-            INSERT INTO execution_logs (execution_id, node_id, level, event, message, details, correlation_id)
-            SELECT :execution_id, node_id, 'info', 'node.pending',
-                   'node ' || node_id || ': ' || previous || ' -> PENDING (retry)',
-                   jsonb_build_object('from', previous, 'to', 'PENDING', 'attempt', attempt) || CAST(:details AS jsonb),
-                   :correlation_id
-            FROM moved
-        )
-        SELECT moved.id, moved.node_id, moved.status, moved.previous, cardinality(wn.dependencies) AS parents,
-               moved.remaining_deps, moved.failed_parents, moved.skipped_parents, wn.handler, wn.dependents,
-               wn.trigger_rule, wn.guard
-        FROM moved JOIN workflow_nodes wn ON wn.workflow_id = :workflow_id AND wn.node_id = moved.node_id
-        """,
+    WITH chosen AS (
+        SELECT ne.id, ne.status
+        FROM unnest(:node_ids) AS w(node_id)
+        JOIN node_executions ne ON ne.execution_id = :execution_id AND ne.node_id = w.node_id
+        WHERE ne.status = ANY(:sources)
+        ORDER BY ne.id
+        FOR UPDATE OF ne
+    ),
+    moved AS (
+        UPDATE node_executions ne
+        SET status = 'PENDING', output = NULL, error = NULL, queued_at = NULL, started_at = NULL,
+            finished_at = NULL, not_before = NULL, wake_at = NULL, worker_name = NULL
+        FROM chosen WHERE ne.id = chosen.id
+        RETURNING ne.id, ne.node_id, ne.attempt, chosen.status AS previous
+    ),
+    logged AS (
+        INSERT INTO execution_logs (execution_id, node_id, level, event, message, details, correlation_id)
+        SELECT :execution_id, node_id, 'info', 'node.pending',
+               'node ' || node_id || ': ' || previous || ' -> PENDING (retry)',
+               jsonb_build_object('from', previous, 'to', 'PENDING', 'attempt', attempt) || :details,
+               :correlation_id
+        FROM moved
+        ORDER BY id
+    )
+    SELECT id, previous FROM moved
+    """,
     [
         ("execution_id", "uuid"),
-        ("workflow_id", "uuid"),
         ("sources", "text[]"),
-        ("unfinished", "text[]"),
-        ("failures", "text[]"),
         ("node_ids", "text[]"),
         ("details", "jsonb"),
         ("correlation_id", "text"),
+    ],
+)
+
+# Run after the reset commits to the transaction: the nodes reset with these are PENDING
+# now, so they count as parents still to come, and the others as they ended.
+_RECOUNT_PARENTS = Prepared(
+    "recount_parents",
+    f"""
+    WITH counted AS (
+        SELECT ne.id,
+               count(p.id) FILTER (WHERE p.status = ANY(:unfinished)) AS remaining,
+               count(p.id) FILTER (WHERE p.status = ANY(:failures)) AS failed,
+               count(p.id) FILTER (WHERE p.status = 'SKIPPED') AS skipped
+        FROM unnest(:ids) AS r(id)
+        JOIN node_executions ne ON ne.id = r.id
+        JOIN workflow_nodes wn ON wn.workflow_id = :workflow_id AND wn.node_id = ne.node_id
+        LEFT JOIN LATERAL unnest(wn.dependencies) AS dep(node_id) ON true
+        LEFT JOIN node_executions p ON p.execution_id = ne.execution_id AND p.node_id = dep.node_id
+        GROUP BY ne.id
+    )
+    UPDATE node_executions ne
+    SET remaining_deps = counted.remaining, failed_parents = counted.failed, skipped_parents = counted.skipped
+    FROM counted, workflow_nodes wn
+    WHERE ne.id = counted.id AND wn.workflow_id = :workflow_id AND wn.node_id = ne.node_id
+    RETURNING {_CHILD_COLUMNS}
+    """,
+    [
+        ("workflow_id", "uuid"),
+        ("ids", "uuid[]"),
+        ("unfinished", "text[]"),
+        ("failures", "text[]"),
     ],
 )
 
@@ -565,18 +589,26 @@ def reset(
     their states, so the caller can queue the ones with nothing left to wait for."""
     if not node_ids:
         return []
-    rows = _RESET.execute(
+    moved = _RESET.execute(
         session,
         {
             "execution_id": execution_id,
-            "workflow_id": workflow_id,
             "sources": sorted(str(s) for s in node_sources(NodeStatus.PENDING)),
-            "unfinished": values(NODE_UNFINISHED),
-            "failures": values(NODE_PARENT_FAILED | {NodeStatus.CANCELLED}),
             "node_ids": list(node_ids),
             "details": json.dumps(details or {}),
             "correlation_id": correlation.correlation_id.get(),
         },
     ).all()
-    node_counts.note(session, execution_id, ((r.previous, NodeStatus.PENDING) for r in rows))
+    node_counts.note(session, execution_id, ((r.previous, NodeStatus.PENDING) for r in moved))
+    if not moved:
+        return []
+    rows = _RECOUNT_PARENTS.execute(
+        session,
+        {
+            "workflow_id": workflow_id,
+            "ids": [r.id for r in moved],
+            "unfinished": values(NODE_UNFINISHED),
+            "failures": values(NODE_PARENT_FAILED | {NodeStatus.CANCELLED}),
+        },
+    ).all()
     return children(rows)

@@ -6,8 +6,8 @@ import uuid
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select, true
+from sqlalchemy.orm import Session, aliased
 
 from app.domain.states import NodeStatus
 from app.models import Execution, NodeExecution, WorkflowNode
@@ -26,18 +26,25 @@ def page(
     limit: int | None = None,
 ) -> list[tuple[NodeExecution, int]]:
     """The execution's nodes in the workflow's node order, after `after_position`, at most
-    `limit` (all when None), in any of `statuses` (all when empty); each with its position."""
+    `limit` (all when None), in any of `statuses` (all when empty); each with its position.
+
+    Walks the workflow's nodes by position and looks each one's run up by its unique key
+    (a lateral join): a page costs its own size, whatever the planner knows of the tables.
+    """
+    run = select(NE).where(NE.execution_id == execution_id, NE.node_id == WorkflowNode.node_id).lateral("run")
+    node = aliased(NE, run)
     query = (
-        select(NE, WorkflowNode.position)
-        .join(WorkflowNode, (WorkflowNode.workflow_id == workflow_id) & (WorkflowNode.node_id == NE.node_id))
-        .where(NE.execution_id == execution_id, WorkflowNode.position > after_position)
+        select(node, WorkflowNode.position)
+        .select_from(WorkflowNode)
+        .join(run, true())
+        .where(WorkflowNode.workflow_id == workflow_id, WorkflowNode.position > after_position)
         .order_by(WorkflowNode.position)
     )
     if statuses:
-        query = query.where(NE.status.in_([str(s) for s in statuses]))
+        query = query.where(node.status.in_([str(s) for s in statuses]))
     if limit is not None:
         query = query.limit(limit)
-    return [(node, position) for node, position in session.execute(query)]
+    return [(found, position) for found, position in session.execute(query)]
 
 
 def of_execution(session: Session, execution_id: uuid.UUID) -> list[NodeExecution]:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from app.domain.dag import NodeSpec
@@ -30,6 +31,61 @@ def next_version(session: Session, name: str) -> int:
     return (current or 0) + 1
 
 
+@dataclass(frozen=True)
+class NodeRow:
+    """A workflow node as stored (a plain value: reading thousands costs no ORM bookkeeping)."""
+
+    workflow_id: uuid.UUID
+    node_id: str
+    handler: str
+    config: dict[str, Any]
+    dependencies: list[str]
+    dependents: list[str]
+    timeout_seconds: int | None
+    retry_policy: dict[str, Any] | None
+    position: int
+    step_order: int | None
+    trigger_rule: str
+    when_expression: str | None
+    branch: bool | None
+    guard: str | None
+
+
+_INSERT_NODES = Prepared(
+    "insert_workflow_nodes",
+    """
+    INSERT INTO workflow_nodes (workflow_id, node_id, handler, config, dependencies, dependents, timeout_seconds,
+                                retry_policy, position, step_order, trigger_rule, when_expression, branch, guard)
+    SELECT :workflow_id, n.node_id, n.handler, n.config,
+           ARRAY(SELECT jsonb_array_elements_text(n.dependencies)),
+           ARRAY(SELECT jsonb_array_elements_text(n.dependents)),
+           n.timeout_seconds, n.retry_policy, n.position, n.step_order, n.trigger_rule, n.when_expression, n.branch,
+           n.guard
+    FROM unnest(:node_ids, :handlers, CAST(:configs AS jsonb[]), CAST(:dependencies AS jsonb[]),
+                CAST(:dependents AS jsonb[]), :timeouts, CAST(:retry_policies AS jsonb[]), :positions, :step_orders,
+                :trigger_rules, :whens, :branches, :guards)
+         AS n(node_id, handler, config, dependencies, dependents, timeout_seconds, retry_policy, position,
+              step_order, trigger_rule, when_expression, branch, guard)
+    """,
+    [
+        ("workflow_id", "uuid"),
+        ("node_ids", "text[]"),
+        ("handlers", "text[]"),
+        ("configs", "text[]"),
+        ("dependencies", "text[]"),
+        ("dependents", "text[]"),
+        ("timeouts", "integer[]"),
+        ("retry_policies", "text[]"),
+        ("positions", "integer[]"),
+        ("step_orders", "integer[]"),
+        ("trigger_rules", "text[]"),
+        ("whens", "text[]"),
+        ("branches", "boolean[]"),
+        ("guards", "text[]"),
+    ],
+)
+
+
 def insert_nodes(
     session: Session,
     workflow_id: uuid.UUID,
@@ -37,32 +93,49 @@ def insert_nodes(
     dependents: dict[str, list[str]],
     guards: dict[str, str | None],
     first_position: int = 0,
-) -> None:
-    """Insert a workflow's nodes, numbering their positions from `first_position`."""
-    if not nodes:
-        return
-    session.execute(
-        insert(WorkflowNode),
-        [
+) -> list[NodeRow]:
+    """Insert a workflow's nodes in one statement, numbering their positions from
+    `first_position`; the rows as inserted."""
+    rows = [
+        NodeRow(
+            workflow_id=workflow_id,
+            node_id=node.node_id,
+            handler=node.handler,
+            config=dict(node.config),
+            dependencies=list(dict.fromkeys(node.dependencies)),
+            dependents=dependents.get(node.node_id, []),
+            timeout_seconds=node.timeout_seconds,
+            retry_policy=dict(node.retry) if node.retry else None,
+            position=first_position + i,
+            step_order=node.step_order,
+            trigger_rule=str(node.trigger_rule),
+            when_expression=node.when,
+            branch=node.branch,
+            guard=guards.get(node.node_id),
+        )
+        for i, node in enumerate(nodes)
+    ]
+    if rows:
+        _INSERT_NODES.execute(
+            session,
             {
                 "workflow_id": workflow_id,
-                "node_id": node.node_id,
-                "handler": node.handler,
-                "config": dict(node.config),
-                "dependencies": list(dict.fromkeys(node.dependencies)),
-                "dependents": dependents.get(node.node_id, []),
-                "timeout_seconds": node.timeout_seconds,
-                "retry_policy": dict(node.retry) if node.retry else None,
-                "position": first_position + i,
-                "step_order": node.step_order,
-                "trigger_rule": str(node.trigger_rule),
-                "when_expression": node.when,
-                "branch": node.branch,
-                "guard": guards.get(node.node_id),
-            }
-            for i, node in enumerate(nodes)
-        ],
-    )
+                "node_ids": [r.node_id for r in rows],
+                "handlers": [r.handler for r in rows],
+                "configs": [json.dumps(r.config) for r in rows],
+                "dependencies": [json.dumps(r.dependencies) for r in rows],
+                "dependents": [json.dumps(r.dependents) for r in rows],
+                "timeouts": [r.timeout_seconds for r in rows],
+                "retry_policies": [json.dumps(r.retry_policy) if r.retry_policy else None for r in rows],
+                "positions": [r.position for r in rows],
+                "step_orders": [r.step_order for r in rows],
+                "trigger_rules": [r.trigger_rule for r in rows],
+                "whens": [r.when_expression for r in rows],
+                "branches": [r.branch for r in rows],
+                "guards": [r.guard for r in rows],
+            },
+        )
+    return rows
 
 
 def add_dependent(session: Session, workflow_id: uuid.UUID, parents: Sequence[str], child: str) -> None:
@@ -75,22 +148,15 @@ def add_dependent(session: Session, workflow_id: uuid.UUID, parents: Sequence[st
         )
 
 
-def nodes_of(session: Session, workflow_id: uuid.UUID) -> list[WorkflowNode]:
+_NODE_COLUMNS = [getattr(WorkflowNode, f.name) for f in fields(NodeRow)]
+
+
+def nodes_of(session: Session, workflow_id: uuid.UUID) -> list[NodeRow]:
     """A workflow's nodes in definition order."""
-    return list(
-        session.scalars(
-            select(WorkflowNode).where(WorkflowNode.workflow_id == workflow_id).order_by(WorkflowNode.position)
-        )
+    rows = session.execute(
+        select(*_NODE_COLUMNS).where(WorkflowNode.workflow_id == workflow_id).order_by(WorkflowNode.position)
     )
-
-
-def nodes_by_id(session: Session, workflow_id: uuid.UUID, node_ids: Sequence[str]) -> list[WorkflowNode]:
-    """The named nodes of a workflow."""
-    return list(
-        session.scalars(
-            select(WorkflowNode).where(WorkflowNode.workflow_id == workflow_id, WorkflowNode.node_id.in_(node_ids))
-        )
-    )
+    return [NodeRow(**row._mapping) for row in rows]
 
 
 def size(session: Session, workflow_id: uuid.UUID) -> tuple[int, int]:
@@ -238,7 +304,7 @@ class StartPlan:
     """What starting an execution of a workflow version needs to know of its nodes."""
 
     nodes: int
-    roots: dict[str, str]  # node id -> handler, of the nodes without parents
+    roots: dict[str, str]  # node id -> handler, of the nodes without parents, in position order
     guarded_roots: bool  # a root with a `when` guard: the start must evaluate it
 
 
@@ -246,8 +312,9 @@ _PLAN = Prepared(
     "start_plan",
     """
     SELECT count(*) AS nodes,
-           COALESCE(array_agg(node_id) FILTER (WHERE cardinality(dependencies) = 0), '{}') AS roots,
-           COALESCE(array_agg(handler) FILTER (WHERE cardinality(dependencies) = 0), '{}') AS handlers,
+           COALESCE(array_agg(node_id ORDER BY position) FILTER (WHERE cardinality(dependencies) = 0), '{}') AS roots,
+           COALESCE(array_agg(handler ORDER BY position) FILTER (WHERE cardinality(dependencies) = 0), '{}')
+               AS handlers,
            COALESCE(bool_or(guard IS NOT NULL) FILTER (WHERE cardinality(dependencies) = 0), false) AS guarded
     FROM workflow_nodes WHERE workflow_id = :workflow_id
     """,

@@ -112,7 +112,7 @@ def submit_adhoc(session: Session, draft: WorkflowDraft, limits: dag.Limits, req
     draft = replace(draft, activate=True, adhoc=True)
     nodes = workflows.checked_nodes(draft, limits)
     with session.begin():
-        workflow = workflows.store(session, draft, nodes)
+        workflow = workflows.store(session, draft, nodes).workflow
         view, _ = create(session, None, workflow, replace(request, workflow_id=workflow.id, start=False))
         return view
 
@@ -131,11 +131,10 @@ def create(
     scheduled = request.scheduled_at is not None and request.scheduled_at > datetime.now(UTC)
     starts = request.start and dispatcher is not None and not scheduled
     at_once = starts and not plan.guarded_roots
-    queued = {node_id: None for node_id in plan.roots} if at_once else {}
     counts = node_counts.initial(plan.nodes)
     if at_once:
-        counts[NodeStatus.PENDING] -= len(queued)
-        counts[NodeStatus.QUEUED] += len(queued)
+        counts[NodeStatus.PENDING] -= len(plan.roots)
+        counts[NodeStatus.QUEUED] += len(plan.roots)
     execution = executions_repo.insert(
         session,
         _execution_row(workflow, request, plan.nodes, counts, ExecutionStatus.RUNNING if at_once else None),
@@ -148,11 +147,11 @@ def create(
             raise ConflictError("the idempotency key is taken by an execution being deleted; retry")
         return replayed, []
     modes = {node_id: registry.mode(handler) for node_id, handler in plan.roots.items()}
-    if at_once and dispatcher is not None:
-        queued.update(dispatcher.plan(modes))
-    inserted = node_moves.insert_nodes(session, execution.id, workflow.id, queued)
-    name = workflow.name
-    metrics.after_commit(session, lambda: metrics.EXECUTIONS_STARTED.labels(name).inc())
+    planned = dispatcher.plan(modes) if at_once and dispatcher is not None else {}
+    inserted = node_moves.insert_nodes(
+        session, execution.id, workflow.id, queue_roots=at_once, root_job_ids=[planned.get(r) for r in plan.roots]
+    )
+    metrics.after_commit(session, metrics.EXECUTIONS_STARTED.inc)
     if at_once:
         jobs = node_jobs(inserted, modes)
     elif starts and dispatcher is not None:

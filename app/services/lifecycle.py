@@ -70,10 +70,8 @@ def conclude(session: Session, execution_id: uuid.UUID, countdown: Countdown) ->
         failed = countdown.failures
         error = {"reason": "node_failed", "message": f"{failed} node(s) failed", "failed_nodes": failed}
         fail(session, execution_id, error)
-    elif executions_repo.transition(
-        session, execution_id, ExecutionStatus.COMPLETED, message="execution completed", finished_at=func.now()
-    ):
-        count_finished(session, execution_id, ExecutionStatus.COMPLETED)
+    elif executions_repo.complete(session, execution_id):
+        count_finished(session, ExecutionStatus.COMPLETED)
 
 
 def fail(session: Session, execution_id: uuid.UUID, error: dict[str, Any]) -> None:
@@ -90,7 +88,7 @@ def fail(session: Session, execution_id: uuid.UUID, error: dict[str, Any]) -> No
     )
     if moved is None:
         return
-    count_finished(session, execution_id, ExecutionStatus.FAILED)
+    count_finished(session, ExecutionStatus.FAILED)
     attempt, max_retries = executions_repo.attempts(session, execution_id)
     if attempt > max_retries:
         return
@@ -105,10 +103,9 @@ def fail(session: Session, execution_id: uuid.UUID, error: dict[str, Any]) -> No
     )
 
 
-def count_finished(session: Session, execution_id: uuid.UUID, status: ExecutionStatus) -> None:
+def count_finished(session: Session, status: ExecutionStatus) -> None:
     """Count an execution that ended, once its transaction commits."""
-    workflow = executions_repo.workflow_name(session, execution_id)
-    metrics.after_commit(session, lambda: metrics.EXECUTIONS_FINISHED.labels(workflow, str(status)).inc())
+    metrics.after_commit(session, metrics.EXECUTIONS_FINISHED.labels(str(status)).inc)
 
 
 def _lock(session: Session, execution_id: uuid.UUID) -> ExecutionStatus:
@@ -148,7 +145,7 @@ def cancel(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) ->
             finished_at=func.now(),
             retry_at=None,
         )
-        count_finished(session, execution_id, ExecutionStatus.CANCELLED)
+        count_finished(session, ExecutionStatus.CANCELLED)
         stopped = _stop_nodes(session, execution_id, "execution cancelled")
     dispatcher.stop(stopped)
 

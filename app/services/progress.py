@@ -220,11 +220,12 @@ def _queue(
             continuation.claimed.extend(
                 claims.queue_and_claim(session, execution_id, kept, continuation.worker_name, continuation.job_id)
             )
-    others = {node_id: mode for node_id, mode in modes.items() if node_id not in set(kept)}
+    taken = set(kept)
+    others = {node_id: mode for node_id, mode in modes.items() if node_id not in taken}
     if not others:
         return []
     queued = node_moves.queue(
-        session, execution_id, node_ids=list(others), expected=[NodeStatus.PENDING], job_ids=dispatcher.plan(others)
+        session, execution_id, list(others), expected=[NodeStatus.PENDING], job_ids=dispatcher.plan(others)
     )
     return node_jobs(queued, others)
 

@@ -141,11 +141,7 @@ def _queue_due_retries(session: Session, dispatcher: Dispatcher, report: TickRep
             if executions_repo.lock(session, execution_id) != ExecutionStatus.RUNNING:
                 continue  # cancelled or timed out meanwhile: its nodes are settled already
             queued = node_moves.queue(
-                session,
-                execution_id,
-                ids=[n.id for n in waiting],
-                expected=NODE_WAITING,
-                job_ids=dispatcher.plan(modes),
+                session, execution_id, list(modes), expected=NODE_WAITING, job_ids=dispatcher.plan(modes)
             )
             jobs = node_jobs(queued, modes)
         dispatch(dispatcher, jobs)

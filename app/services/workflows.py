@@ -33,7 +33,7 @@ class WorkflowDraft:
 @dataclass(frozen=True)
 class WorkflowDetail:
     workflow: Workflow
-    nodes: list[WorkflowNode]
+    nodes: list[workflows_repo.NodeRow]
 
 
 def problems_of(nodes: Sequence[dag.NodeSpec], limits: dag.Limits) -> list[Problem]:
@@ -48,8 +48,7 @@ def create_workflow(session: Session, draft: WorkflowDraft, limits: dag.Limits) 
     """Store a new version of the named workflow; validated in full before anything is written."""
     nodes = checked_nodes(draft, limits)
     with session.begin():
-        workflow = store(session, draft, nodes)
-        return WorkflowDetail(workflow, workflows_repo.nodes_of(session, workflow.id))
+        return store(session, draft, nodes)
 
 
 def checked_nodes(draft: WorkflowDraft, limits: dag.Limits) -> list[dag.NodeSpec]:
@@ -63,7 +62,7 @@ def checked_nodes(draft: WorkflowDraft, limits: dag.Limits) -> list[dag.NodeSpec
     return list(nodes)
 
 
-def store(session: Session, draft: WorkflowDraft, nodes: Sequence[dag.NodeSpec]) -> Workflow:
+def store(session: Session, draft: WorkflowDraft, nodes: Sequence[dag.NodeSpec]) -> WorkflowDetail:
     """Write the next version of the named workflow with its checked nodes (in the
     caller's transaction)."""
     workflow = Workflow(
@@ -88,12 +87,12 @@ def store(session: Session, draft: WorkflowDraft, nodes: Sequence[dag.NodeSpec])
     )
     handlers = {n.node_id: n.handler for n in nodes}
     guards = {n.node_id: dag.effective_guard(n, handlers) for n in nodes}
-    workflows_repo.insert_nodes(session, workflow.id, nodes, dag.dependents_map(nodes), guards)
+    rows = workflows_repo.insert_nodes(session, workflow.id, nodes, dag.dependents_map(nodes), guards)
     session.refresh(workflow)
-    return workflow
+    return WorkflowDetail(workflow, rows)
 
 
-def _spec(node: WorkflowNode) -> dag.NodeSpec:
+def _spec(node: workflows_repo.NodeRow) -> dag.NodeSpec:
     return dag.NodeSpec(
         node.node_id,
         node.handler,
