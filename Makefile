@@ -33,11 +33,12 @@ test: venv
 demo: venv
 	$(BIN)/python scripts/demo.py
 
-## Throughput of the engine against plain RQ on the same workers.
+## The benchmark suite on its own API and workers (against the local stack's PostgreSQL and
+## Redis): a table, the goals, then `BENCH <name> <value> <unit>` lines. BENCH_ARGS=--quick checks the harness.
 bench: venv
-	@scripts/system-deps.sh run
+	@scripts/system-deps.sh bench
 	@scripts/stack.sh start >/dev/null
-	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint:
 	$(BIN)/ruff check .

@@ -62,7 +62,7 @@ class Settings:
     rate_limit_trigger: str = "100/second"
     max_body_bytes: int = 1024 * 1024
     # Triggers are refused (503, Retry-After) while this many nodes wait for a worker (0: never).
-    max_queued_nodes: int = 5000
+    max_queued_nodes: int = 1000
     metrics_require_key: bool = False  # /metrics for any valid key rather than anyone
     # A worker or the scheduler serves its own /metrics here (0: off), for deployments
     # where it does not share PROMETHEUS_MULTIPROC_DIR with the API (separate containers).

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Make sure the binaries the stack (`run`) or the tests (`test`) need are here:
-# PostgreSQL's server, redis-server, Python's venv module. A server reached
+# Make sure the binaries the stack (`run`), the tests (`test`) or the bench (`bench`:
+# the stack's, plus the wrk load generator) need are here: PostgreSQL's server,
+# redis-server, Python's venv module, wrk. A server reached
 # through DATABASE_URL / REDIS_URL (TEST_DATABASE_URL / TEST_REDIS_URL for the
 # tests) is not needed locally. As root on Debian/Ubuntu, install what is
 # missing; otherwise print the exact command.
 set -euo pipefail
-mode=${1:-run}  # run, test, or venv (only Python's venv module)
+mode=${1:-run}  # run, test, bench (run's and wrk), or venv (only Python's venv module)
 db_url=${DATABASE_URL:-}
 redis_url=${REDIS_URL:-}
 if [ "$mode" = test ]; then
@@ -23,6 +24,9 @@ if [ -z "$db_url" ]; then
 fi
 [ -n "$redis_url" ] || command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+if [ "$mode" = bench ]; then
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -85,7 +85,7 @@ def insert(
             "details": [json.dumps(e.details) for e in entries],
         },
     ).first()
-    return Execution(**row._mapping) if row else None
+    return Execution(**row._asdict()) if row else None
 
 
 def by_key(session: Session, workflow_id: uuid.UUID, key: str) -> tuple[Execution, Workflow] | None:

@@ -4,24 +4,49 @@ The per-node statements are data-modifying CTEs whose planning costs as much as
 their execution (docs/PERFORMANCE.md); psycopg2 never prepares on its own. A
 Prepared statement is written with named parameters and their PostgreSQL types;
 the first use on a connection sends PREPARE (which outlives a rolled-back
-transaction), every use sends EXECUTE with the values, adapted by psycopg2.
-A connection that is replaced starts with none prepared. (Behind a pooler in
-transaction mode, such as PgBouncer's, prepared statements do not carry over:
-connect to PostgreSQL directly.)
+transaction), every use sends EXECUTE with the values, adapted by psycopg2. They
+run on the session's own connection, in its transaction, through the DBAPI cursor:
+these statements are on every node's path, and SQLAlchemy's result machinery cost
+more than PostgreSQL's work on them. A connection that is replaced starts with none
+prepared. (Behind a pooler in transaction mode, such as PgBouncer's, prepared
+statements do not carry over: connect to PostgreSQL directly.)
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections import namedtuple
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import CursorResult
+import psycopg2
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 _PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _PREPARED = "stepwise_prepared"
 _NAMES: set[str] = set()
+
+
+class Rows:
+    """What an EXECUTE returned: rows with their columns by name."""
+
+    def __init__(self, rows: list[Any]) -> None:
+        self._rows = rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+    def all(self) -> list[Any]:
+        return self._rows
+
+    def first(self) -> Any | None:
+        return self._rows[0] if self._rows else None
+
+    def one(self) -> Any:
+        if len(self._rows) != 1:
+            raise LookupError(f"expected one row, got {len(self._rows)}")
+        return self._rows[0]
 
 
 class Prepared:
@@ -40,13 +65,38 @@ class Prepared:
         positional = _PARAMETER.sub(lambda m: f"${position[m[1]]}", sql)
         types = ", ".join(pg_type for _, pg_type in parameters)
         self._prepare = f"PREPARE {self.name} ({types}) AS {positional}"
-        self._execute = f"EXECUTE {self.name} ({', '.join(f'%({p})s' for p in self.parameters)})"
+        self._execute = f"EXECUTE {self.name} ({', '.join(['%s'] * len(self.parameters))})"
+        self._row: type | None = None
 
-    def execute(self, session: Session, values: Mapping[str, Any]) -> CursorResult[Any]:
-        """Run it in the session's transaction with these values (one per parameter)."""
-        connection = session.connection()
-        prepared = connection.connection.info.setdefault(_PREPARED, set())
-        if self.name not in prepared:
-            connection.exec_driver_sql(self._prepare)
-            prepared.add(self.name)
-        return connection.exec_driver_sql(self._execute, {p: values[p] for p in self.parameters})
+    def execute(self, session: Session, values: Mapping[str, Any]) -> Rows:
+        """Run it in the session's transaction with these values (one per parameter).
+        Errors are SQLAlchemy's (IntegrityError, OperationalError...), and a connection
+        found broken is invalidated, as a statement run through SQLAlchemy would be."""
+        bound = session.connection()
+        connection = bound.connection  # the pooled DBAPI connection
+        prepared = connection.info.setdefault(_PREPARED, set())
+        cursor = connection.cursor()
+        try:
+            if self.name not in prepared:
+                cursor.execute(self._prepare)
+                prepared.add(self.name)
+            cursor.execute(self._execute, [values[p] for p in self.parameters])
+            if cursor.description is None:
+                return Rows([])
+            if self._row is None:
+                self._row = namedtuple("Row", [column.name for column in cursor.description])  # type: ignore[misc]
+            row = self._row
+            return Rows([row._make(found) for found in cursor.fetchall()])
+        except psycopg2.Error as err:
+            broken = bound.dialect.is_disconnect(err, connection.dbapi_connection, cursor)
+            if broken:
+                # PostgreSQL went away: so did the pool's other connections. A fresh pool,
+                # as SQLAlchemy does on a disconnect it sees itself.
+                bound.invalidate(err)
+                bound.engine.dispose(close=False)
+            raise DBAPIError.instance(
+                self._execute, None, err, psycopg2.Error, connection_invalidated=broken, dialect=bound.dialect
+            ) from err
+        finally:
+            if not cursor.closed:
+                cursor.close()

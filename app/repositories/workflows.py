@@ -282,7 +282,7 @@ _ACTIVE_BY_NAME = Prepared(
 
 
 def _workflow(row: Any) -> Workflow:
-    values = dict(row._mapping)
+    values = row._asdict()
     values["meta"] = values.pop("metadata")
     return Workflow(**values)
 

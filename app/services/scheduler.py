@@ -174,6 +174,7 @@ def _requeue_lost_jobs(
             live = recovery.live_workers(session, settings.worker_lost_seconds)
         candidates = {n.id: n for n in crossed + swept if n.rq_job_id}
         lost = dispatcher.lost([n.rq_job_id for n in candidates.values() if n.rq_job_id], live_workers=live)
+        report.add("looked_up", len(candidates))
     except RedisError:
         log.warning("scheduler: Redis unreachable; lost jobs are looked for again next tick")
         return

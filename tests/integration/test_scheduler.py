@@ -66,6 +66,31 @@ def test_a_queued_node_whose_job_is_gone_is_enqueued_again_once(runtime: Runtime
     assert events.count("node.requeued") == 1
 
 
+def test_a_healthy_backlog_is_looked_for_once_not_every_tick(runtime: Runtime, node_rows, start_execution) -> None:
+    rt = idle_runtime(runtime)
+    with rt.sessions() as s:
+        view = executions.trigger(s, rt.dispatcher, executions.TriggerRequest(workflow_id=_workflow(start_execution)))
+    row = node_rows(view.execution.id)["a"]
+    settings = replace(FAST, queued_grace_seconds=30)
+    with runtime.sessions() as s, s.begin():  # waiting in a long backlog, its job in the queue all along
+        s.execute(
+            update(NodeExecution).where(NodeExecution.id == row.id).values(queued_at=text("now() - interval '1 hour'"))
+        )
+    state = scheduler.SchedulerState()
+    looked, requeued = [], 0
+    for _ in range(50):  # the first sweep pages through every QUEUED node in the database
+        report = scheduler.tick(rt, settings, state)
+        looked.append(report.get("looked_up", 0))
+        requeued += report.get("requeued", 0)
+        if looked[-1] == 0:
+            break
+    assert looked[0] >= 1 and looked[-1] == 0 and requeued == 0  # its job was there
+    assert scheduler.tick(rt, settings, state).get("looked_up") is None  # not again, however long it waits
+    redis = Redis.from_url(runtime.settings.redis_url)
+    redis.delete(Job.key_for(row.rq_job_id), "stepwise:epoch")  # Redis lost its data
+    assert scheduler.tick(rt, settings, state).get("requeued") == 1
+
+
 def _workflow(start_execution: Callable[..., ExecutionView]) -> uuid.UUID:
     return start_execution([NodeSpec("a", "noop")]).workflow.id
 
