@@ -3,6 +3,7 @@ a chain, HTTP nodes in flight together, and a pooled node past its timeout."""
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -175,3 +176,60 @@ def test_a_pooled_node_past_its_timeout_fails_at_once(
     took = datetime.fromisoformat(node["finished_at"]) - datetime.fromisoformat(node["started_at"])
     assert took.total_seconds() < 3  # failed at its timeout, not when the call came back
     assert counts_are_exact(rt, execution["id"])
+
+
+def test_a_pooled_node_held_longer_than_the_loss_window_is_not_run_again(
+    side: tuple[FlaskClient, Runtime, str],
+    settings: Settings,
+    workers: WorkerPool,
+    fake_services: FakeServices,
+    finish: Callable[..., dict[str, Any]],
+) -> None:
+    client, _, queue_name = side
+    tag = uuid.uuid4().hex
+    seconds = settings.worker_lost_seconds + 2  # the heartbeat reports it as held meanwhile
+    call = {
+        "id": "call",
+        "handler": "http_request",
+        "config": {"url": fake_services.url(f"/slow?seconds={seconds}&tag={tag}")},
+    }
+    workflow = client.post(
+        "/api/v1/workflows", json={"name": f"held-{tag[:6]}", "nodes": [call], "activate": True}
+    ).json
+    execution = client.post("/api/v1/executions", json={"workflow_id": workflow["id"]}).json
+    workers.start(1, QUEUE_NAME=queue_name)
+    detail = finish(execution["id"], timeout=30)
+    assert (detail["status"], detail["nodes"][0]["attempt"]) == ("COMPLETED", 1)
+    assert len(fake_services.spans[tag]) == 1  # called once
+
+
+def test_sigterm_lets_the_pooled_nodes_finish_and_records_them(
+    side: tuple[FlaskClient, Runtime, str],
+    workers: WorkerPool,
+    fake_services: FakeServices,
+    finish: Callable[..., dict[str, Any]],
+) -> None:
+    client, _, queue_name = side
+    tag = uuid.uuid4().hex
+    calls = [
+        {
+            "id": f"call{i}",
+            "handler": "http_request",
+            "config": {"url": fake_services.url(f"/slow?seconds=1&tag={tag}")},
+        }
+        for i in range(4)
+    ]
+    workflow = client.post("/api/v1/workflows", json={"name": f"term-{tag[:6]}", "nodes": calls, "activate": True}).json
+    execution = client.post("/api/v1/executions", json={"workflow_id": workflow["id"]}).json
+    (worker,) = workers.start(1, QUEUE_NAME=queue_name)
+
+    def all_running() -> bool:
+        nodes = client.get(f"/api/v1/executions/{execution['id']}").json["nodes"]
+        return all(n["status"] == "RUNNING" for n in nodes)
+
+    wait_for(all_running, timeout=15, interval=0.01)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(15) == 0
+    detail = client.get(f"/api/v1/executions/{execution['id']}").json  # recorded before it exited
+    assert detail["status"] == "COMPLETED" and {n["attempt"] for n in detail["nodes"]} == {1}
+    assert len(fake_services.spans[tag]) == 4
