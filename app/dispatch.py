@@ -110,11 +110,19 @@ class Dispatcher:
         return planned
 
     def enqueue(self, jobs: Sequence[NodeJob]) -> None:
-        """Enqueue in one pipelined round trip."""
+        """Enqueue in one pipelined round trip, after the commit that queued the nodes.
+        If Redis is down the nodes stay QUEUED in PostgreSQL, which is the truth, and the
+        scheduler enqueues them again once their grace has passed: not an error here."""
         if not jobs:
             return
         # The request behind these nodes, so their workers' log lines and rows carry it.
         meta = {"correlation_id": cid} if (cid := correlation.correlation_id.get()) else None
+        try:
+            self._enqueue(jobs, meta)
+        except RedisError:
+            log.exception("could not enqueue %d job(s); their nodes stay QUEUED for recovery", len(jobs))
+
+    def _enqueue(self, jobs: Sequence[NodeJob], meta: dict[str, str] | None) -> None:
         self.queue.enqueue_many(
             [
                 Queue.prepare_data(

@@ -105,9 +105,8 @@ class LiveCollector(Collector):
         try:
             with rt.engine.connect() as conn:
                 overdue = conn.execute(text(_OVERDUE), {"waiting": values(NODE_WAITING)}).scalar()
-                queued = conn.execute(text("SELECT count(*) FROM node_executions WHERE status = 'QUEUED'")).scalar()
             lag.add_metric([], float(overdue or 0.0))
-            backlog.add_metric([], float(queued or 0))
+            backlog.add_metric([], float(rt.admission.backlog()))
         except Exception:
             pass
         yield from (depth, lag, circuits, backlog)

@@ -73,8 +73,8 @@ class WorkflowEvent(Base):
 
 class WorkflowNode(Base):
     __tablename__ = "workflow_nodes"
-    # An execution's nodes are listed in this order, a page at a time.
-    __table_args__ = (Index(None, "workflow_id", "position"),)
+    # An execution's nodes are listed in this order, a page at a time (a cursor is a position).
+    __table_args__ = (UniqueConstraint("workflow_id", "position"),)
 
     workflow_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workflows.id", ondelete="CASCADE"), primary_key=True)
     node_id: Mapped[str] = mapped_column(String(100), primary_key=True)

@@ -6,7 +6,7 @@ How a node runs depends on its handler's RunMode:
   one after another, outside any transaction; their outcomes are recorded together.
   Children they ready that are INLINE too are claimed in that same transaction and run
   here without a trip through Redis: a few (a chain) inside the open transaction, so a
-  hop costs two statements; many (a fan-out) after it commits, so other workers can
+  hop costs three statements and no commit; many (a fan-out) after it commits, so other workers can
   record meanwhile. This goes on for a time slice (WORKER_SLICE_MS); then the
   transaction commits and what is ready goes to RQ, where other executions' jobs wait.
 - EXCLUSIVE nodes come one to a job and run here, alone, outside any transaction.
@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from app import correlation, metrics
@@ -99,11 +99,26 @@ class Slots:
             return self._free == self.size
 
 
+Held = tuple[uuid.UUID, int]  # a node execution and the attempt of it a worker holds
+_ALL = 1 << 30  # a continuation budget with no bound of its own (the fair share and the slice bound it)
+
+
 @dataclass
 class _Pooled:
     node: ClaimedNode
     deadline: float
     timed_out: bool = False
+
+
+def _key(node: ClaimedNode) -> Held:
+    return (node.id, node.attempt)
+
+
+def _unreachable(err: BaseException) -> bool:
+    """PostgreSQL could not be reached (as opposed to refusing what it was sent)."""
+    return isinstance(err, OperationalError | InterfaceError) or (
+        isinstance(err, DBAPIError) and err.connection_invalidated
+    )
 
 
 class Engine:
@@ -117,10 +132,12 @@ class Engine:
         self.slots = Slots(settings.worker_concurrency)
         self._pool = ThreadPoolExecutor(settings.worker_concurrency, thread_name_prefix="stepwise-node")
         self._outcomes: queue.Queue[Outcome] = queue.Queue()
-        self._pooled: dict[uuid.UUID, _Pooled] = {}
-        self._held: set[uuid.UUID] = set()
+        self._pooled: dict[Held, _Pooled] = {}
+        self._held: set[Held] = set()
+        self._stop_asked: set[uuid.UUID] = set()  # cancelled while held: not to start, or to stop
         self._lock = threading.Lock()
         self._in_handler: uuid.UUID | None = None  # the node whose handler runs on the main thread
+        self._job_id = ""  # the RQ job this process runs (or ran last)
         self._stopping = threading.Event()
         self._recorder: threading.Thread | None = None
 
@@ -129,32 +146,44 @@ class Engine:
     def held(self) -> list[uuid.UUID]:
         """Every node claimed here and not yet recorded."""
         with self._lock:
-            return list(self._held)
+            return list({node_id for node_id, _ in self._held})
 
     def _hold(self, nodes: Sequence[ClaimedNode]) -> None:
         with self._lock:
-            self._held.update(node.id for node in nodes)
+            self._held.update(_key(node) for node in nodes)
 
     def _release(self, nodes: Sequence[ClaimedNode]) -> None:
         with self._lock:
-            self._held.difference_update(node.id for node in nodes)
+            self._held.difference_update(_key(node) for node in nodes)
+            self._stop_asked.difference_update(node.id for node in nodes)
 
     def stop(self, node_ids: Sequence[uuid.UUID]) -> None:
-        """A cancel: interrupt the handler on the main thread if it runs one of these. A
-        pooled node cannot be interrupted; its late result is dropped when it returns."""
+        """A cancel: a held node not started yet will not start, and the handler on the main
+        thread is interrupted if it runs one of these. A pooled node cannot be interrupted;
+        its late result is dropped when it returns."""
         with self._lock:
-            if self._in_handler is not None and self._in_handler in node_ids:
-                signal.pthread_kill(threading.main_thread().ident or 0, STOP_SIGNAL)
+            held = {node_id for node_id, _ in self._held}
+            self._stop_asked.update(node_id for node_id in node_ids if node_id in held)
+        running = self._in_handler
+        if running is not None and running in node_ids:
+            signal.pthread_kill(threading.main_thread().ident or 0, STOP_SIGNAL)
 
     def raise_if_in_handler(self, *_: Any) -> None:
-        """The STOP_SIGNAL handler (main thread): stop the handler, if one is still running."""
-        if self._in_handler is not None:
+        """The STOP_SIGNAL handler (main thread): stop the handler, if the one still running
+        is one a cancel asked to stop (not one that started since)."""
+        running = self._in_handler
+        if running is not None and running in self._stop_asked:
             raise NodeStopped()
+
+    def _stop_was_asked(self, node: ClaimedNode) -> bool:
+        with self._lock:
+            return node.id in self._stop_asked
 
     # The main thread: one RQ job.
 
     def run_job(self, job_id: str, mode: RunMode, wanted: Sequence[tuple[uuid.UUID, int]]) -> None:
         """Run the nodes one job carries (see the module docstring)."""
+        self._job_id = job_id
         with self.rt.sessions() as session:
             if mode == RunMode.CONCURRENT:
                 self._submit(session, wanted)
@@ -167,19 +196,20 @@ class Engine:
             self._record_and_continue(session, job_id, outcomes, known, time.monotonic() + self.slice_seconds)
 
     def _claim(self, session: Session, wanted: Sequence[tuple[uuid.UUID, int]]) -> list[ClaimedNode]:
-        # Held before the claim commits: a heartbeat in between must not miss them.
+        # Held before the claim commits: a heartbeat in between must not miss them. Only
+        # what this worker did not hold already is let go after (a duplicate delivery of
+        # a job whose nodes it runs must not unhold them).
         with self._lock:
-            self._held.update(node_id for node_id, _ in wanted)
+            added = set(wanted) - self._held
+            self._held.update(added)
+        claimed: list[ClaimedNode] = []
         try:
             claimed = node_runs.claim_nodes(session, wanted, self.worker_name)
         finally:
             with self._lock:
-                self._held.difference_update(node_id for node_id, _ in wanted)
-        self._hold(claimed)
+                self._held.difference_update(added - {_key(node) for node in claimed})
         if len(claimed) < len(wanted):
-            log.debug(
-                "%d of %d node(s) were not QUEUED; nothing to do for them", len(wanted) - len(claimed), len(wanted)
-            )
+            log.debug("%d of %d node(s) were not QUEUED: claimed elsewhere", len(wanted) - len(claimed), len(wanted))
         return claimed
 
     def _record_and_continue(
@@ -190,14 +220,15 @@ class Engine:
         known: dict[uuid.UUID, dict[str, Any]],
         deadline: float,
     ) -> None:
-        """Record outcomes, and run the INLINE children they ready, until the slice ends."""
+        """Record outcomes, and run the INLINE children they ready, until the slice ends.
+        Outcomes are kept until recorded: while PostgreSQL is away this waits for it."""
+        waiting = _Backoff()
         while outcomes:
             first, claimed = outcomes, []
             try:
                 with self._recording(session) as recording:
                     while outcomes:
-                        left = deadline - time.monotonic()
-                        budget = {RunMode.INLINE: 1 << 30} if left > 0 else {}
+                        budget = {RunMode.INLINE: _ALL} if time.monotonic() < deadline else {}
                         continuation = Continuation(self.worker_name, job_id, budget)
                         claimed, outcomes = recording.record(outcomes, continuation).claimed, []
                         if claimed and len(claimed) <= NARROW:
@@ -207,9 +238,16 @@ class Engine:
             except (DataError, IntegrityError):
                 self._record_one_by_one(session, first)
                 return
-            except DBAPIError:
+            except DBAPIError as err:
+                if not _unreachable(err):
+                    self._release([o.node for o in first])
+                    raise  # a bug: the scheduler recovers these nodes
+                waiting.wait(f"PostgreSQL is unreachable; {len(first)} outcome(s) wait to be recorded", err)
+                outcomes = first  # the transaction rolled back, children it ran included
+                continue
+            except BaseException:
                 self._release([o.node for o in first])
-                raise  # PostgreSQL is away (or a bug): the scheduler recovers these nodes
+                raise
             if claimed:
                 # A fan-out: committed first, run, recorded in the next transaction.
                 outcomes = [self._run_here(session, node, known) for node in claimed]
@@ -220,24 +258,48 @@ class Engine:
         a node RUNNING to be run again."""
         for outcome in outcomes:
             try:
-                with self._recording(session) as recording:
-                    recording.record([outcome], None)
+                self._record_patiently(session, [outcome])
             except (DataError, IntegrityError) as err:
                 log.exception("node %s: its outcome could not be recorded", outcome.node.node_id)
                 failure = Failure(
                     type(err).__name__, "handler_error", f"its outcome could not be recorded: {err.orig}", False
                 )
+                self._record_patiently(session, [Outcome(outcome.node, failure=failure, logs=outcome.logs)])
+
+    def _record_patiently(
+        self, session: Session, outcomes: Sequence[Outcome], *, into_pool: bool = False
+    ) -> list[ClaimedNode]:
+        """Record outcomes in a transaction of their own, waiting for PostgreSQL while it is
+        away. With `into_pool`, claim for this worker the CONCURRENT children they ready, as
+        many as the pool has free slots for (taken for them); those children."""
+        waiting = _Backoff()
+        while True:
+            try:
                 with self._recording(session) as recording:
-                    recording.record([Outcome(outcome.node, failure=failure)], None)
+                    if not into_pool:
+                        return recording.record(outcomes, None).claimed
+                    free = 0 if self._stopping.is_set() else self.slots.take(self.slots.size, block=False)
+                    try:
+                        continuation = Continuation(self.worker_name, self._job_id, {RunMode.CONCURRENT: free})
+                        claimed = recording.record(outcomes, continuation).claimed
+                    except BaseException:
+                        self.slots.give(free)
+                        raise
+                    self.slots.give(free - len(claimed))
+                    return claimed
+            except DBAPIError as err:
+                if not _unreachable(err):
+                    raise
+                waiting.wait(f"PostgreSQL is unreachable; {len(outcomes)} outcome(s) wait to be recorded", err)
 
     @contextmanager
-    def _recording(self, session: Session) -> Iterator[_Recording]:
+    def _recording(self, session: Session) -> Iterator[_TrackedRecording]:
         """A transaction to record outcomes in. Their nodes stop being held once it commits;
         children it claims are held until their own outcomes are (or it rolls back)."""
-        tracked: _Recording | None = None
+        tracked: _TrackedRecording | None = None
         try:
             with node_runs.recording(session, self.rt.dispatcher) as recording:
-                tracked = _Recording(recording, self._hold)
+                tracked = _TrackedRecording(recording, self._hold)
                 yield tracked
         except BaseException:
             if tracked is not None:
@@ -252,6 +314,8 @@ class Engine:
             started = time.perf_counter()
             try:
                 config = self._config(session, node, known.get(node.execution_id))
+                if self._stop_was_asked(node):
+                    raise NodeStopped()
                 with self._timer(node), self._handling(node):
                     output = registry.get(node.handler).run(config, ctx)
                 outcome = Outcome(node, output=_as_output(output), logs=ctx.logs)
@@ -268,13 +332,13 @@ class Engine:
 
     @contextmanager
     def _handling(self, node: ClaimedNode) -> Iterator[None]:
-        with self._lock:
-            self._in_handler = node.id
+        # Plain assignments, no lock: the stop signal's handler reads this on this thread,
+        # and waiting for a lock here could be interrupted by it.
+        self._in_handler = node.id
         try:
             yield
         finally:
-            with self._lock:
-                self._in_handler = None
+            self._in_handler = None
 
     @contextmanager
     def _timer(self, node: ClaimedNode) -> Iterator[None]:
@@ -301,8 +365,11 @@ class Engine:
         while pending:
             free = self.slots.take(len(pending))
             chunk, pending = pending[:free], pending[free:]
-            claimed = self._claim(session, chunk)
-            self.slots.give(free - len(claimed))
+            claimed: list[ClaimedNode] = []
+            try:
+                claimed = self._claim(session, chunk)
+            finally:
+                self.slots.give(free - len(claimed))
             self._to_pool(session, claimed)
 
     def _to_pool(self, session: Session, claimed: Sequence[ClaimedNode]) -> None:
@@ -318,7 +385,7 @@ class Engine:
                 continue
             seconds = node.timeout_seconds or self.default_timeout
             with self._lock:
-                self._pooled[node.id] = _Pooled(node, time.monotonic() + seconds)
+                self._pooled[_key(node)] = _Pooled(node, time.monotonic() + seconds)
             self._pool.submit(self._run_pooled, node, config)
 
     def _run_pooled(self, node: ClaimedNode, config: dict[str, Any]) -> None:
@@ -327,16 +394,19 @@ class Engine:
                 ctx = self._context(node)
                 started = time.perf_counter()
                 try:
-                    outcome = Outcome(
-                        node, output=_as_output(registry.get(node.handler).run(config, ctx)), logs=ctx.logs
-                    )
+                    if self._stop_was_asked(node):
+                        raise NodeStopped()
+                    output = _as_output(registry.get(node.handler).run(config, ctx))
+                    outcome = Outcome(node, output=output, logs=ctx.logs)
+                except NodeStopped:
+                    outcome = Outcome(node, stopped=True, logs=ctx.logs)
                 except Exception as err:
                     outcome = _failed(node, err, ctx)
                 _observe(outcome, time.perf_counter() - started)
             with self._lock:
-                pooled = self._pooled.pop(node.id, None)
+                pooled = self._pooled.pop(_key(node), None)
             if pooled is not None and not pooled.timed_out:
-                self._outcomes.put(outcome)
+                self._outcomes.put(outcome)  # before its slot is given back: see _record_pooled
         finally:
             self.slots.give(1)
 
@@ -347,17 +417,23 @@ class Engine:
                 self._recorder.start()
 
     def _record_pooled(self) -> None:
-        """The recorder thread: pooled outcomes, recorded in batches, until drained."""
+        """The recorder thread: pooled outcomes, recorded in batches, until drained. (Idle
+        slots first: a pooled thread puts its outcome before it frees its slot.)"""
         with self.rt.sessions() as session:
-            while not (self._stopping.is_set() and self._outcomes.empty() and self.slots.idle()):
+            while not (self._stopping.is_set() and self.slots.idle() and self._outcomes.empty()):
                 batch = self._next_outcomes()
                 if not batch:
                     continue
                 try:
-                    self._record_batch(session, batch)
+                    claimed = self._record_patiently(session, batch, into_pool=True)
+                except (DataError, IntegrityError):
+                    self._record_one_by_one(session, batch)
+                    continue
                 except Exception:
                     log.exception("could not record %d pooled outcome(s)", len(batch))
-                    self._release([o.node for o in batch])
+                    self._release([o.node for o in batch])  # the scheduler recovers them
+                    continue
+                self._to_pool(session, claimed)
 
     def _next_outcomes(self) -> list[Outcome]:
         batch: list[Outcome] = []
@@ -382,14 +458,6 @@ class Engine:
             for node in expired
         ]
 
-    def _record_batch(self, session: Session, batch: list[Outcome]) -> None:
-        free = 0 if self._stopping.is_set() else self.slots.take(self.slots.size, block=False)
-        continuation = Continuation(self.worker_name, None, {RunMode.CONCURRENT: free})
-        with self._recording(session) as recording:
-            claimed = recording.record(batch, continuation).claimed
-        self.slots.give(free - len(claimed))
-        self._to_pool(session, claimed)
-
     def drain(self, timeout: float | None = None) -> None:
         """Wait for the pooled nodes and their recording (a warm shutdown)."""
         self._stopping.set()
@@ -413,9 +481,8 @@ class Engine:
 
     @contextmanager
     def _node_context(self, node: ClaimedNode) -> Iterator[None]:
-        with correlation.bound(
-            correlation.correlation_id.get() or node.correlation_id, node.execution_id, node.node_id
-        ):
+        cid = correlation.correlation_id.get() or node.correlation_id
+        with correlation.bound(cid, node.execution_id, node.node_id):
             yield
 
     @staticmethod
@@ -428,7 +495,19 @@ class Engine:
         return registry.load_config(node.handler, resolved)
 
 
-class _Recording:
+class _Backoff:
+    """Waits between tries at something that is away: 0.5 s, doubling to 10 s; logs each wait."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.5
+
+    def wait(self, what: str, err: BaseException) -> None:
+        log.warning("%s (%s); trying again in %.1f s", what, type(err).__name__, self.seconds)
+        time.sleep(self.seconds)
+        self.seconds = min(self.seconds * 2, 10.0)
+
+
+class _TrackedRecording:
     """A recording that remembers the nodes whose outcomes it took and the children it
     claimed (held from now on), and logs late results."""
 

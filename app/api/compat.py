@@ -178,7 +178,12 @@ class Trigger(MethodView):
         """Start a PENDING execution; rerun a FAILED one's failed nodes (admin); leave others alone"""
         may_rerun = allows(g.identity.role, Role.ADMIN)
         outcome = lifecycle.start_or_rerun(
-            db(), runtime().dispatcher, execution_id, dry_run=args["dry_run"], may_rerun=may_rerun
+            db(),
+            runtime().dispatcher,
+            execution_id,
+            dry_run=args["dry_run"],
+            may_rerun=may_rerun,
+            admission=runtime().admission,
         )
         view = executions.get_execution(db(), execution_id, nodes_limit=0)
         status = _peer_status(view)

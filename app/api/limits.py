@@ -38,9 +38,7 @@ def trigger_limit() -> str:
     return _settings().rate_limit_trigger
 
 
-def _settings():  # type: ignore[no-untyped-def]
-    from flask import current_app
-
+def _settings() -> Any:
     return current_app.extensions["stepwise"].settings
 
 
@@ -59,13 +57,12 @@ def _is_trigger() -> bool:
 
 
 def trigger(view: F) -> F:
-    """Mark a view method as a trigger: it counts against RATE_LIMIT_TRIGGER, not its role's,
-    and is refused while the engine's backlog is over MAX_QUEUED_NODES."""
+    """Mark a view method as a trigger: it counts against RATE_LIMIT_TRIGGER, not its role's.
+    (Admission, the refusal while the backlog is long, is the trigger service's.)"""
 
     @wraps(view)
     def limited(*args: Any, **kwargs: Any) -> Any:
         with current_app.extensions["stepwise_limiter"].limit(trigger_limit, override_defaults=False):
-            current_app.extensions["stepwise"].admission.check()
             return view(*args, **kwargs)
 
     limited.is_trigger = True  # type: ignore[attr-defined]

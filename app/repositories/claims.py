@@ -45,7 +45,7 @@ class ClaimedNode:
 
 
 # The node's definition and its execution's input, as a claim returns them.
-_NODE_COLUMNS = """c.id, c.execution_id, e.workflow_id, c.node_id, c.attempt, wn.handler, wn.config,
+_CLAIMED_COLUMNS = """c.id, c.execution_id, e.workflow_id, c.node_id, c.attempt, wn.handler, wn.config,
                    wn.timeout_seconds, wn.dependencies, wn.dependents, e.input, e.correlation_id,
                    wn.retry_policy, c.wake_at, e.dry_run"""
 # Both keys of workflow_nodes' primary key, so each node is one index probe.
@@ -135,7 +135,7 @@ _CLAIM = Prepared(
             FROM (SELECT execution_id, count(*) AS n FROM claimed GROUP BY execution_id) per
             WHERE e.id = per.execution_id
         )
-        SELECT {_NODE_COLUMNS} {_WITH_DEFINITIONS}
+        SELECT {_CLAIMED_COLUMNS} {_WITH_DEFINITIONS}
         """,
     [("ids", "uuid[]"), ("attempts", "integer[]"), ("worker", "text"), ("correlation_id", "text")],
 )
@@ -190,7 +190,7 @@ _QUEUE_AND_CLAIM = Prepared(
                  AS step(n, event, source, target, details)
             ORDER BY c.id, step.n
         )
-        SELECT {_NODE_COLUMNS} {_WITH_DEFINITIONS}
+        SELECT {_CLAIMED_COLUMNS} {_WITH_DEFINITIONS}
         """,
     [
         ("execution_id", "uuid"),
@@ -229,16 +229,18 @@ _RUNNING = Prepared(
     "running",
     f"""
         WITH claimed AS (
-            SELECT id, execution_id, node_id, attempt, wake_at FROM node_executions
-            WHERE id = :id AND status = 'RUNNING'
+            SELECT id, execution_id, node_id, attempt, wake_at, status FROM node_executions WHERE id = :id
         )
-        SELECT {_NODE_COLUMNS} {_WITH_DEFINITIONS}
+        SELECT {_CLAIMED_COLUMNS}, c.status {_WITH_DEFINITIONS}
         """,
     [("id", "uuid")],
 )
 
 
-def running(session: Session, node_execution_id: uuid.UUID) -> ClaimedNode | None:
-    """A RUNNING node as its worker claimed it (for recovery when that worker is gone)."""
-    found = _claimed(_RUNNING.execute(session, {"id": node_execution_id}).all())
+def running(session: Session, node_execution_id: uuid.UUID, attempt: int) -> ClaimedNode | None:
+    """A node RUNNING at `attempt`, as its worker claimed it (for recovery when that worker
+    is gone); None if it is not (any more). Found by its key alone, then checked: a status
+    in the lookup would let the plan scan every RUNNING node."""
+    rows = [r for r in _RUNNING.execute(session, {"id": node_execution_id}) if r.status == NodeStatus.RUNNING]
+    found = [node for node in _claimed(rows) if node.attempt == attempt]
     return found[0] if found else None

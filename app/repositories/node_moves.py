@@ -346,7 +346,7 @@ _INSERT_NODES = Prepared(
     WITH made AS (
         SELECT gen_random_uuid() AS id, wn.node_id, cardinality(wn.dependencies) AS parents,
                :queue_roots AND cardinality(wn.dependencies) = 0 AS is_queued,
-               row_number() OVER (PARTITION BY cardinality(wn.dependencies) = 0 ORDER BY wn.position) AS nth
+               :root_jobs ->> wn.node_id AS job_id
         FROM workflow_nodes wn
         WHERE wn.workflow_id = :workflow_id
     ),
@@ -357,7 +357,7 @@ _INSERT_NODES = Prepared(
                CASE WHEN is_queued THEN 1 ELSE 0 END, parents, 0, 0,
                CASE WHEN is_queued THEN clock_timestamp() END,
                CASE WHEN is_queued
-                    THEN COALESCE((:root_job_ids)[nth], 'node-' || replace(CAST(id AS text), '-', '') || '-1') END
+                    THEN COALESCE(job_id, 'node-' || replace(CAST(id AS text), '-', '') || '-1') END
         FROM made
         RETURNING id, node_id, status, attempt, rq_job_id
     ),
@@ -374,7 +374,7 @@ _INSERT_NODES = Prepared(
         ("execution_id", "uuid"),
         ("workflow_id", "uuid"),
         ("queue_roots", "boolean"),
-        ("root_job_ids", "text[]"),
+        ("root_jobs", "jsonb"),
         ("correlation_id", "text"),
     ],
 )
@@ -386,19 +386,20 @@ def insert_nodes(
     workflow_id: uuid.UUID,
     *,
     queue_roots: bool,
-    root_job_ids: Sequence[str | None] = (),
+    root_jobs: Mapping[str, str] | None = None,
 ) -> list[MovedNode]:
     """Insert an execution's node rows from its workflow's nodes, in one statement, all
     PENDING; or, with `queue_roots`, the roots (nodes without parents) QUEUED as attempt 1,
-    the nth root (by position) in the job `root_job_ids[n]` (a job of its own when None),
-    with their audit rows. The caller sets the execution's counts. The queued roots."""
+    each in the job `root_jobs` names for it (a job of its own otherwise; a JSON object,
+    whose keys PostgreSQL finds by search, however many), with their audit rows. The
+    caller sets the execution's counts. The queued roots."""
     rows = _INSERT_NODES.execute(
         session,
         {
             "execution_id": execution_id,
             "workflow_id": workflow_id,
             "queue_roots": queue_roots,
-            "root_job_ids": list(root_job_ids),
+            "root_jobs": json.dumps(dict(root_jobs or {})),
             "correlation_id": correlation.correlation_id.get(),
         },
     ).all()
@@ -551,16 +552,19 @@ _RECOUNT_PARENTS = Prepared(
     "recount_parents",
     f"""
     WITH counted AS (
-        SELECT ne.id,
-               count(p.id) FILTER (WHERE p.status = ANY(:unfinished)) AS remaining,
-               count(p.id) FILTER (WHERE p.status = ANY(:failures)) AS failed,
-               count(p.id) FILTER (WHERE p.status = 'SKIPPED') AS skipped
+        SELECT ne.id, parents.remaining, parents.failed, parents.skipped
         FROM unnest(:ids) AS r(id)
         JOIN node_executions ne ON ne.id = r.id
         JOIN workflow_nodes wn ON wn.workflow_id = :workflow_id AND wn.node_id = ne.node_id
-        LEFT JOIN LATERAL unnest(wn.dependencies) AS dep(node_id) ON true
-        LEFT JOIN node_executions p ON p.execution_id = ne.execution_id AND p.node_id = dep.node_id
-        GROUP BY ne.id
+        -- Each parent looked up by its key (a join hung off the list would filter every
+        -- node of the execution per parent).
+        CROSS JOIN LATERAL (
+            SELECT count(*) FILTER (WHERE p.status = ANY(:unfinished)) AS remaining,
+                   count(*) FILTER (WHERE p.status = ANY(:failures)) AS failed,
+                   count(*) FILTER (WHERE p.status = 'SKIPPED') AS skipped
+            FROM unnest(wn.dependencies) AS dep(node_id)
+            JOIN node_executions p ON p.execution_id = ne.execution_id AND p.node_id = dep.node_id
+        ) parents
     )
     UPDATE node_executions ne
     SET remaining_deps = counted.remaining, failed_parents = counted.failed, skipped_parents = counted.skipped

@@ -47,14 +47,6 @@ def page(
     return [(found, position) for found, position in session.execute(query)]
 
 
-def of_execution(session: Session, execution_id: uuid.UUID) -> list[NodeExecution]:
-    """Every node of the execution, in the workflow's node order."""
-    workflow_id = session.scalar(select(Execution.workflow_id).where(Execution.id == execution_id))
-    if workflow_id is None:
-        return []
-    return [node for node, _ in page(session, execution_id, workflow_id)]
-
-
 def outputs(session: Session, execution_id: uuid.UUID) -> dict[str, Any]:
     """Node id -> output, for every completed node (templates and guards read theirs
     through outputs_by_handler, which knows the output aliases)."""

@@ -71,17 +71,13 @@ def queued_between(
     return _waiting(session, *conditions, order=(NE.queued_at, NE.id), limit=limit)
 
 
-def now(session: Session) -> datetime:
-    """The database's clock (one clock for every process)."""
-    return session.scalar(select(func.now()))  # type: ignore[return-value]
-
-
 @dataclass(frozen=True)
 class RunningNode:
     """A node RUNNING for a while, and what its worker last said in PostgreSQL."""
 
     execution_id: uuid.UUID
     id: uuid.UUID
+    attempt: int
     rq_job_id: str | None
     started_at: datetime
     worker_alive: bool  # a heartbeat row, and fresh
@@ -92,7 +88,7 @@ class RunningNode:
 _RUNNING_SINCE = (
     text(
         """
-        SELECT ne.execution_id, ne.id, ne.rq_job_id, ne.started_at,
+        SELECT ne.execution_id, ne.id, ne.attempt, ne.rq_job_id, ne.started_at,
                (w.name IS NOT NULL AND w.heartbeat_at >= now() - make_interval(secs => :seconds)) AS worker_alive,
                COALESCE(w.tracks_current, false) AS tracks_current,
                COALESCE(ne.id = ANY(w.running), false) AS worker_holds_it
@@ -106,7 +102,7 @@ _RUNNING_SINCE = (
         """
     )
     .bindparams(bindparam("after_started", type_=DateTime(timezone=True)), bindparam("after_id", type_=Uuid))
-    .columns(execution_id=Uuid, id=Uuid, rq_job_id=String, started_at=DateTime(timezone=True))
+    .columns(execution_id=Uuid, id=Uuid, attempt=Integer, rq_job_id=String, started_at=DateTime(timezone=True))
 )
 
 
@@ -118,7 +114,14 @@ def running_since(session: Session, seconds: float, limit: int, after: tuple[dat
     )
     return [
         RunningNode(
-            r.execution_id, r.id, r.rq_job_id, r.started_at, r.worker_alive, r.tracks_current, r.worker_holds_it
+            r.execution_id,
+            r.id,
+            r.attempt,
+            r.rq_job_id,
+            r.started_at,
+            r.worker_alive,
+            r.tracks_current,
+            r.worker_holds_it,
         )
         for r in rows
     ]
@@ -133,15 +136,29 @@ def live_workers(session: Session, seconds: float) -> set[str]:
     return {row[0] for row in rows}
 
 
+_LOCK_EXECUTIONS = text(
+    """
+    SELECT e.id FROM executions e
+    WHERE e.id IN (SELECT ne.execution_id FROM unnest(CAST(:ids AS uuid[])) AS w(id) JOIN node_executions ne
+                   ON ne.id = w.id)
+    ORDER BY e.id
+    FOR NO KEY UPDATE OF e
+    """
+).bindparams(bindparam("ids", type_=ARRAY(Uuid)))
+
 _TOUCH_QUEUED = (
     text(
         """
-        WITH given AS (
-            SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[])) AS g(id, attempt)
+        WITH chosen AS (
+            SELECT ne.id FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS integer[])) AS g(id, attempt)
+            JOIN node_executions ne ON ne.id = g.id AND ne.attempt = g.attempt
+            WHERE ne.status = 'QUEUED'
+            ORDER BY ne.id
+            FOR UPDATE OF ne
         ),
         touched AS (
-            UPDATE node_executions ne SET queued_at = now()
-            FROM given WHERE ne.id = given.id AND ne.status = 'QUEUED' AND ne.attempt = given.attempt
+            UPDATE node_executions ne SET queued_at = clock_timestamp()
+            FROM chosen WHERE ne.id = chosen.id
             RETURNING ne.id, ne.execution_id, ne.node_id, ne.attempt
         ),
         logged AS (
@@ -164,6 +181,8 @@ def touch_queued(session: Session, nodes: Sequence[tuple[uuid.UUID, int]], reaso
     each; the ids of those still QUEUED at that attempt."""
     if not nodes:
         return set()
+    # The global lock order: their executions first, then the nodes (in id order, above).
+    session.execute(_LOCK_EXECUTIONS, {"ids": [node_id for node_id, _ in nodes]})
     params = {
         "ids": [node_id for node_id, _ in nodes],
         "attempts": [attempt for _, attempt in nodes],

@@ -148,13 +148,13 @@ def add_dependent(session: Session, workflow_id: uuid.UUID, parents: Sequence[st
         )
 
 
-_NODE_COLUMNS = [getattr(WorkflowNode, f.name) for f in fields(NodeRow)]
+_NODE_ROW_COLUMNS = [getattr(WorkflowNode, f.name) for f in fields(NodeRow)]
 
 
 def nodes_of(session: Session, workflow_id: uuid.UUID) -> list[NodeRow]:
     """A workflow's nodes in definition order."""
     rows = session.execute(
-        select(*_NODE_COLUMNS).where(WorkflowNode.workflow_id == workflow_id).order_by(WorkflowNode.position)
+        select(*_NODE_ROW_COLUMNS).where(WorkflowNode.workflow_id == workflow_id).order_by(WorkflowNode.position)
     )
     return [NodeRow(**row._mapping) for row in rows]
 

@@ -65,6 +65,7 @@ def authenticate(session: Session, key: str) -> Identity | None:
 
 # Bumped by every revocation; a process whose cache was filled under another value empties it.
 GENERATION_KEY = "stepwise:api-keys:generation"
+_UNTRUSTED = object()  # the counter could not be read
 
 
 @dataclass
@@ -93,10 +94,10 @@ class KeyCache:
     def authenticate(self, session: Session, key: str) -> Identity | None:
         """The identity of a live key; None for an unknown or revoked one."""
         digest = hash_key(key)
-        trusted = self._current()
+        generation = self._current()
         now = time.monotonic()
         with self._lock:
-            cached = self._entries.get(digest) if trusted else None
+            cached = self._entries.get(digest) if generation is not _UNTRUSTED else None
         if cached is not None and cached.until > now:
             if now - cached.touched >= self.touch_every:
                 cached.touched = now
@@ -104,22 +105,25 @@ class KeyCache:
                     api_keys_repo.mark_used(session, cached.identity.key_id)  # type: ignore[arg-type]
             return cached.identity
         identity = authenticate(session, key)
-        if identity is not None and trusted:
-            with self._lock:
+        with self._lock:
+            # Only under the counter it was read under: a revocation that moved it meanwhile
+            # may have come after this read.
+            if identity is not None and generation is not _UNTRUSTED and generation == self._generation:
                 self._entries[digest] = _Cached(identity, now + self.ttl, now)
         return identity
 
-    def _current(self) -> bool:
-        """Read the revocation counter; empty the cache if it moved. False when Redis is away."""
+    def _current(self) -> bytes | object | None:
+        """Read the revocation counter, emptying the cache if it moved; _UNTRUSTED when
+        Redis cannot say."""
         try:
             generation = self.redis.get(GENERATION_KEY)
         except RedisError:
-            return False
+            return _UNTRUSTED
         with self._lock:
             if generation != self._generation:
                 self._entries.clear()
                 self._generation = generation
-        return True
+        return generation
 
     def forget(self) -> None:
         """A key was revoked: every process empties its cache (this one at once, in case

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app import metrics
 from app.dispatch import Dispatcher, NodeJob
 from app.domain import dag
-from app.domain.errors import ConflictError, IdempotencyKeyMismatchError, NotFoundError
+from app.domain.errors import ConflictError, IdempotencyKeyMismatchError, NotFoundError, OverloadedError
 from app.domain.states import NODE_FINISHED, ExecutionStatus, NodeStatus, WorkflowStatus
 from app.handlers import registry
 from app.models import Execution, NodeExecution, Workflow
@@ -25,7 +25,8 @@ from app.repositories import executions as executions_repo
 from app.repositories import workflows as workflows_repo
 from app.repositories.audit import LogEntry
 from app.services import lifecycle, workflows
-from app.services.progress import dispatch, node_jobs
+from app.services.admission import Admission
+from app.services.progress import node_jobs
 from app.services.workflows import WorkflowDraft
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,24 @@ class ExecutionView:
         }
 
 
-def trigger(session: Session, dispatcher: Dispatcher, request: TriggerRequest) -> ExecutionView:
-    """Create and start an execution, or return the one this idempotency key already made."""
+def trigger(
+    session: Session, dispatcher: Dispatcher, request: TriggerRequest, admission: Admission | None = None
+) -> ExecutionView:
+    """Create and start an execution, or return the one this idempotency key already made.
+
+    While the backlog is over admission's limit, new work is refused (503), but a retried
+    request is still answered with the execution its key made: the retry is what a
+    client does on a timeout, and refusing it would leave the caller not knowing.
+    """
+    if admission is not None:
+        try:
+            admission.check()
+        except OverloadedError:
+            with session.begin():
+                replayed = _replay(session, request)
+            if replayed is None:
+                raise
+            return replayed
     with session.begin():
         if request.workflow_id is None and request.idempotency_key:
             # By name, the key covers every version of the name: a retried request must not
@@ -102,7 +119,7 @@ def trigger(session: Session, dispatcher: Dispatcher, request: TriggerRequest) -
                 details={"current_status": workflow.status},
             )
         view, jobs = create(session, dispatcher, workflow, request)
-    dispatch(dispatcher, jobs)
+    dispatcher.enqueue(jobs)
     return view
 
 
@@ -148,9 +165,7 @@ def create(
         return replayed, []
     modes = {node_id: registry.mode(handler) for node_id, handler in plan.roots.items()}
     planned = dispatcher.plan(modes) if at_once and dispatcher is not None else {}
-    inserted = node_moves.insert_nodes(
-        session, execution.id, workflow.id, queue_roots=at_once, root_job_ids=[planned.get(r) for r in plan.roots]
-    )
+    inserted = node_moves.insert_nodes(session, execution.id, workflow.id, queue_roots=at_once, root_jobs=planned)
     metrics.after_commit(session, metrics.EXECUTIONS_STARTED.inc)
     if at_once:
         jobs = node_jobs(inserted, modes)

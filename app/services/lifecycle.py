@@ -27,7 +27,7 @@ from app.repositories import workflows as workflows_repo
 from app.repositories.audit import LogEntry
 from app.repositories.node_counts import Countdown
 from app.services import progress
-from app.services.progress import dispatch
+from app.services.admission import Admission
 
 
 def deadline_from_now(seconds: int | None) -> Any:
@@ -171,7 +171,7 @@ def retry(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) -> 
         if status not in (ExecutionStatus.FAILED, ExecutionStatus.RETRYING):
             raise _conflict(execution_id, status, "retried")
         jobs = _resume(session, dispatcher, execution_id, None, "retry requested")
-    dispatch(dispatcher, jobs)
+    dispatcher.enqueue(jobs)
 
 
 class TriggerOutcome(StrEnum):
@@ -181,13 +181,22 @@ class TriggerOutcome(StrEnum):
 
 
 def start_or_rerun(
-    session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID, *, dry_run: bool | None, may_rerun: bool
+    session: Session,
+    dispatcher: Dispatcher,
+    execution_id: uuid.UUID,
+    *,
+    dry_run: bool | None,
+    may_rerun: bool,
+    admission: Admission | None = None,
 ) -> TriggerOutcome:
     """The peers' trigger: start a PENDING execution (as a dry run if `dry_run`; None keeps
     what it was made with), rerun a FAILED one's failed nodes (if the caller may retry; in
-    the mode its first run had), and leave any other alone."""
+    the mode its first run had), and leave any other alone. While the backlog is over
+    admission's limit, starting and rerunning are refused; leaving alone is still answered."""
     with session.begin():
         status = _lock(session, execution_id)
+        if admission is not None and status in (ExecutionStatus.PENDING, ExecutionStatus.FAILED):
+            admission.check()
         if status == ExecutionStatus.PENDING:
             _, workflow = _with_workflow(session, execution_id)
             jobs, outcome = start(session, dispatcher, execution_id, workflow, dry_run=dry_run), TriggerOutcome.STARTED
@@ -206,7 +215,7 @@ def start_or_rerun(
             jobs, outcome = _resume(session, dispatcher, execution_id, None, "triggered again"), TriggerOutcome.RERUN
         else:
             jobs, outcome = [], TriggerOutcome.UNCHANGED
-    dispatch(dispatcher, jobs)
+    dispatcher.enqueue(jobs)
     return outcome
 
 
@@ -216,7 +225,7 @@ def resume_due(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID
         if executions_repo.lock(session, execution_id) != ExecutionStatus.RETRYING:
             return False
         jobs = _resume(session, dispatcher, execution_id, None, "automatic retry")
-    dispatch(dispatcher, jobs)
+    dispatcher.enqueue(jobs)
     return True
 
 
@@ -284,7 +293,7 @@ def retry_dead_letter(session: Session, dispatcher: Dispatcher, dead_letter_id: 
                 )
             ],
         )
-    dispatch(dispatcher, jobs)
+    dispatcher.enqueue(jobs)
     return letter.execution_id
 
 
@@ -316,7 +325,7 @@ def start_scheduled(session: Session, dispatcher: Dispatcher, execution_id: uuid
             return False
         _, workflow = _with_workflow(session, execution_id)
         jobs = start(session, dispatcher, execution_id, workflow)
-    dispatch(dispatcher, jobs)
+    dispatcher.enqueue(jobs)
     return True
 
 

@@ -32,7 +32,7 @@ from app.repositories.audit import LogEntry
 from app.repositories.claims import ClaimedNode
 from app.repositories.node_moves import MovedNode, Result
 from app.services import lifecycle, progress
-from app.services.progress import Continuation, Finished, dispatch
+from app.services.progress import Continuation, Finished
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ def recording(session: Session, dispatcher: Dispatcher) -> Iterator[Recording]:
     opened = Recording(session, dispatcher)
     with session.begin():
         yield opened
-    dispatch(dispatcher, opened.jobs)
+    dispatcher.enqueue(opened.jobs)
 
 
 def record_outcome(session: Session, dispatcher: Dispatcher, outcome: Outcome) -> bool:
@@ -271,8 +271,8 @@ def _dead_letter(session: Session, outcome: Outcome) -> None:
             "node_execution_id": node.id,
             "node_id": node.node_id,
             "handler": node.handler,
-            "error_class": failure.error_class[:200],
-            "category": failure.category[:40],
+            "error_class": failure.error_class,
+            "category": failure.category,
             "message": failure.message,
             "traceback": failure.traceback,
             "attempts": node.attempt,

@@ -12,14 +12,12 @@ and enqueues the returned jobs after commit.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
 from app.dispatch import Dispatcher, NodeJob, single_job_id
@@ -33,8 +31,6 @@ from app.repositories import executions as executions_repo
 from app.repositories.claims import ClaimedNode
 from app.repositories.node_counts import Countdown
 from app.repositories.node_moves import ChildState, MovedNode, ParentCounts
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,15 +59,6 @@ class Continuation:
 
 
 _READINESS_STATUS = {Readiness.SKIP: NodeStatus.SKIPPED, Readiness.UPSTREAM_FAILED: NodeStatus.UPSTREAM_FAILED}
-
-
-def dispatch(dispatcher: Dispatcher, jobs: Sequence[NodeJob]) -> None:
-    """Enqueue after commit. If Redis is down the nodes stay QUEUED in PostgreSQL, which
-    is the truth, and the scheduler enqueues them again once their grace has passed."""
-    try:
-        dispatcher.enqueue(jobs)
-    except RedisError:
-        log.exception("could not enqueue %d job(s); their nodes stay QUEUED for recovery", len(jobs))
 
 
 def node_jobs(queued: Sequence[MovedNode], modes: dict[str, RunMode]) -> list[NodeJob]:

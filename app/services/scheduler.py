@@ -30,7 +30,7 @@ from app.repositories import executions as executions_repo
 from app.repositories import workers as workers_repo
 from app.runtime import Runtime
 from app.services import lifecycle, node_runs
-from app.services.progress import dispatch, node_jobs
+from app.services.progress import node_jobs
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def _queue_due_retries(session: Session, dispatcher: Dispatcher, report: TickRep
                 session, execution_id, list(modes), expected=NODE_WAITING, job_ids=dispatcher.plan(modes)
             )
             jobs = node_jobs(queued, modes)
-        dispatch(dispatcher, jobs)
+        dispatcher.enqueue(jobs)
         report.add("retried", len(queued))
 
 
@@ -195,7 +195,7 @@ def _requeue_lost_jobs(
         carried = [n for n in nodes if n.id in touched]
         if carried:
             mode = registry.mode(carried[0].handler)
-            dispatch(dispatcher, [NodeJob(job_id, mode, tuple((n.id, n.attempt) for n in carried))])
+            dispatcher.enqueue([NodeJob(job_id, mode, tuple((n.id, n.attempt) for n in carried))])
             report.add("requeued", len(carried))
 
 
@@ -220,7 +220,7 @@ def _fail_lost_nodes(
         ):
             continue
         with session.begin():
-            node = claims.running(session, candidate.id)
+            node = claims.running(session, candidate.id, candidate.attempt)  # the attempt judged, no newer one
         if node is None:
             continue
         failure = node_runs.Failure(

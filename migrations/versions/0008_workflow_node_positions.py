@@ -1,4 +1,5 @@
-"""An index on each workflow's nodes by position, so a page of an execution's nodes costs its size.
+"""Each workflow's nodes unique by position, indexed: a page of an execution's nodes costs its size,
+and a position is a cursor.
 
 Revision ID: 0008
 Revises: 0007
@@ -18,9 +19,11 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     """Upgrade schema."""
-    op.create_index(op.f("ix_workflow_nodes_workflow_id_position"), "workflow_nodes", ["workflow_id", "position"])
+    op.create_unique_constraint(
+        op.f("uq_workflow_nodes_workflow_id_position"), "workflow_nodes", ["workflow_id", "position"]
+    )
 
 
 def downgrade() -> None:
     """Downgrade schema."""
-    op.drop_index(op.f("ix_workflow_nodes_workflow_id_position"), table_name="workflow_nodes")
+    op.drop_constraint(op.f("uq_workflow_nodes_workflow_id_position"), "workflow_nodes", type_="unique")

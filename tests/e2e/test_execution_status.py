@@ -59,7 +59,7 @@ def test_a_poller_gets_304_until_the_execution_changes(
     assert client.get(f"/api/v1/executions/{execution_id}", headers={"If-None-Match": etag}).status_code == 304
 
 
-def test_triggers_are_refused_with_503_while_the_backlog_is_over_the_limit(
+def test_new_work_is_refused_with_503_while_the_backlog_is_over_the_limit_but_replays_answer(
     settings: Settings, authorized: Callable[[Flask], FlaskClient]
 ) -> None:
     # A queue no worker serves: what is queued stays queued.
@@ -72,14 +72,23 @@ def test_triggers_are_refused_with_503_while_the_backlog_is_over_the_limit(
     roots = [{"id": f"r{i}", "handler": "noop"} for i in range(3)]
     body = {"name": f"over-{uuid.uuid4().hex[:6]}", "nodes": roots, "activate": True}
     workflow = client.post("/api/v1/workflows", json=body).json
-    assert client.post("/api/v1/executions", json={"workflow_id": workflow["id"]}).status_code == 201
+    first = client.post("/api/v1/executions", json={"workflow_id": workflow["id"]}, headers={"Idempotency-Key": "k1"})
+    assert first.status_code == 201
     refused = client.post("/api/v1/executions", json={"workflow_id": workflow["id"]})  # 3 nodes wait now
     # At least its own 2 s (the rate limiter raises it to its window's reset, if later).
     assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 2
     assert refused.json["status"] == "Service Unavailable" and refused.json["details"]["limit"] == limit
     assert refused.json["details"]["queued_nodes"] >= limit
-    peers = client.post("/workflow", json={"name": "peer", "nodes": [{"id": "a", "handler": "noop"}]})
-    assert peers.status_code == 503  # the peers' submit is a trigger too
+    # A client's retry of what was accepted still learns its execution; a new key does not get in.
+    replay = client.post("/api/v1/executions", json={"workflow_id": workflow["id"]}, headers={"Idempotency-Key": "k1"})
+    assert replay.status_code == 200 and replay.json["id"] == first.json["id"]
+    other_key = {"Idempotency-Key": "k2"}
+    assert client.post("/api/v1/executions", json={"workflow_id": workflow["id"]}, headers=other_key).status_code == 503
+    # The peers' submit stores a PENDING run; its trigger, which would queue work, is refused.
+    submitted = client.post("/workflow", json={"name": "peer", "nodes": [{"id": "a", "handler": "noop"}]})
+    assert submitted.status_code == 200
+    assert client.post(f"/workflow/trigger/{submitted.json['execution_id']}").status_code == 503
+    assert client.get(f"/workflows/{submitted.json['execution_id']}").json["status"] == "PENDING"
     assert "stepwise_queued_nodes" in client.get("/metrics").get_data(as_text=True)
 
 

@@ -74,7 +74,7 @@ class Executions(MethodView):
             max_retries=body["max_retries"],
             dry_run=body["dry_run"],
         )
-        view = service.trigger(db(), runtime().dispatcher, request)
+        view = service.trigger(db(), runtime().dispatcher, request, runtime().admission)
         return view, 201 if view.created else 200
 
 
