@@ -131,8 +131,10 @@ class NodeContext:
 
     @property
     def idempotency_key(self) -> str:
-        """Stable per attempt: forward it so an outside service can drop a repeated call."""
-        return f"{self.execution_id}:{self.node_id}:{self.attempt}"
+        """`<execution id>:<node id>`, the same for every attempt of this node in this
+        execution (retries, a rerun, a run again after its worker died): forward it, and a
+        service that honours it makes the effect once (docs/RELIABILITY.md)."""
+        return f"{self.execution_id}:{self.node_id}"
 
     def log(self, level: str, message: str, **details: Any) -> None:
         """A line for the execution's log, stored with the node's result. Made storable

@@ -147,9 +147,9 @@ def test_one_hundred_parents_racing_dispatch_their_child_once(
     assert child_events == ["node.queued", "node.running", "node.completed"]
 
 
-def test_the_handler_gets_an_idempotency_key_per_attempt(
+def test_the_handler_gets_an_idempotency_key_per_node_of_the_execution(
     client: FlaskClient, define: Callable[..., dict[str, Any]], run: Callable[..., dict[str, Any]]
 ) -> None:
     detail = run(define([{"id": "pay", "handler": "count"}])["id"])
     output = client.get(f"/api/v1/executions/{detail['id']}/results").json["results"]["pay"]
-    assert output["idempotency_key"] == f"{detail['id']}:pay:1"
+    assert output["idempotency_key"] == f"{detail['id']}:pay"
