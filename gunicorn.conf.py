@@ -1,8 +1,28 @@
 """gunicorn settings for the API (used by `make run` and the Dockerfile)."""
 
+import json
+
+from gunicorn import util
 from prometheus_client import multiprocess
 
 
 def child_exit(server, worker):
     """A worker process exited: drop its live gauges from the shared metrics directory."""
     multiprocess.mark_process_dead(worker.pid)
+
+
+def _json_error(sock, status_int, reason, mesg):
+    """gunicorn's own answers to what never reaches the app (a request line or headers
+    over its limits: 414, 431; a malformed request: 400) in the API's JSON error shape
+    rather than gunicorn's HTML page. gunicorn has no hook for them: this replaces the
+    function its workers call (util.write_error), once, here in the master before they
+    fork."""
+    body = json.dumps({"code": status_int, "status": reason, "message": mesg or reason}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+util.write_error = _json_error

@@ -38,9 +38,11 @@ class Settings:
     handler_modules: str = ""
     # The scheduler: how often it looks, and when it calls a node lost.
     scheduler_interval_seconds: float = 1.0
-    queued_grace_seconds: int = 30  # QUEUED this long with no RQ job: enqueue it again
-    worker_lost_seconds: int = 30  # a worker silent this long has lost its RUNNING node
-    worker_heartbeat_seconds: int = 5
+    queued_grace_seconds: int = 5  # QUEUED this long with no RQ job: enqueue it again
+    # A worker silent this long has lost its RUNNING nodes: three heartbeats missed, so a
+    # dead worker's nodes run again within about 8 s (a tick and a heartbeat later).
+    worker_lost_seconds: int = 6
+    worker_heartbeat_seconds: int = 2
     retention_days: int = 7  # finished executions older than this are purged
     # Outbound HTTP (http_request, llm_service): non-public addresses are refused
     # unless listed here (comma-separated CIDRs, addresses or host names).

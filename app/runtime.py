@@ -17,6 +17,8 @@ from app.repositories import node_counts
 from app.services.admission import Admission
 from app.services.api_keys import KeyCache
 
+REDIS_TIMEOUT_SECONDS = 5
+
 
 @dataclass
 class Runtime:
@@ -32,7 +34,16 @@ class Runtime:
     def from_settings(cls, settings: Settings) -> Runtime:
         """Connect (lazily) as the settings say."""
         engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-        redis = Redis.from_url(settings.redis_url, health_check_interval=30)
+        # A Redis that is unreachable fails a call within seconds rather than hanging a
+        # request (an RQ worker raises the read timeout on its own connection past its
+        # blocking dequeue's).
+        redis = Redis.from_url(
+            settings.redis_url,
+            health_check_interval=30,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_keepalive=True,
+        )
         sessions = make_sessionmaker(engine)
         metrics.install(sessions)
         node_counts.install(sessions)

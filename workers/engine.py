@@ -36,10 +36,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from app import correlation, metrics
+from app.db import unreachable
 from app.domain.storable import UnstorableJsonError, check_storable
 from app.domain.templates import TemplateResolutionError
 from app.handlers import HandlerError, NodeContext, registry
@@ -112,13 +113,6 @@ class _Pooled:
 
 def _key(node: ClaimedNode) -> Held:
     return (node.id, node.attempt)
-
-
-def _unreachable(err: BaseException) -> bool:
-    """PostgreSQL could not be reached (as opposed to refusing what it was sent)."""
-    return isinstance(err, OperationalError | InterfaceError) or (
-        isinstance(err, DBAPIError) and err.connection_invalidated
-    )
 
 
 class Engine:
@@ -239,7 +233,7 @@ class Engine:
                 self._record_one_by_one(session, first)
                 return
             except DBAPIError as err:
-                if not _unreachable(err):
+                if not unreachable(err):
                     self._release([o.node for o in first])
                     raise  # a bug: the scheduler recovers these nodes
                 waiting.wait(f"PostgreSQL is unreachable; {len(first)} outcome(s) wait to be recorded", err)
@@ -288,7 +282,7 @@ class Engine:
                     self.slots.give(free - len(claimed))
                     return claimed
             except DBAPIError as err:
-                if not _unreachable(err):
+                if not unreachable(err):
                     raise
                 waiting.wait(f"PostgreSQL is unreachable; {len(outcomes)} outcome(s) wait to be recorded", err)
 

@@ -11,10 +11,16 @@ import signal
 import socket
 import sys
 import threading
+import time
 import uuid
+from contextlib import suppress
+from typing import Any
 
+from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue
 from rq.command import parse_payload
+from rq.exceptions import StopRequested
 from rq.timeouts import BaseDeathPenalty
 from rq.worker import SimpleWorker, Worker
 from sqlalchemy import text
@@ -75,8 +81,13 @@ class _NoJobTimeout(BaseDeathPenalty):
         pass
 
 
+REDIS_BACKOFF_SECONDS = (0.5, 10.0)  # the first wait for Redis, and the longest
+STEADY_SECONDS = 60.0  # RQ's loop ran this long: the next wait starts short again
+
+
 class _EngineMixin:
     tracks_current = False
+    _asked_to_stop = False
 
     def work(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         engine = tasks.engine(self.name)  # type: ignore[attr-defined]
@@ -84,10 +95,83 @@ class _EngineMixin:
         heartbeat.beat()
         heartbeat.start()
         try:
-            return super().work(*args, **kwargs)  # type: ignore[misc]
+            return self._work_through_outages(*args, **kwargs)
         finally:
             engine.drain()  # a warm shutdown: the pooled nodes finish and are recorded
             heartbeat.stop()
+
+    def _work_through_outages(self, *args: Any, **kwargs: Any) -> bool:
+        """RQ's work loop, started again whenever it ends without being asked to.
+
+        RQ quits its loop on a Redis error (its suspension check, a job's bookkeeping,
+        registering the worker): a worker that quit would leave the queue unserved until
+        someone started it again. Here it waits for Redis, with backoff, and goes on; what
+        it was running is in PostgreSQL, and its pooled nodes and their recording never
+        needed Redis.
+        """
+        once = any(kwargs.get(k) for k in ("burst", "max_jobs", "max_idle_time"))
+        worked, wait = False, REDIS_BACKOFF_SECONDS[0]
+        while True:
+            started = time.monotonic()
+            try:
+                worked = super().work(*args, **kwargs) or worked  # type: ignore[misc]
+            except RedisError as err:  # registering its birth with Redis away
+                log.warning("worker: Redis is unreachable (%s)", type(err).__name__)
+            except StopRequested:
+                return worked
+            if once or self._asked_to_stop:
+                return worked
+            if time.monotonic() - started > STEADY_SECONDS:
+                wait = REDIS_BACKOFF_SECONDS[0]
+            try:
+                wait = self._wait_for_redis(wait)
+            except StopRequested:  # SIGTERM while waiting
+                return worked
+            if self._asked_to_stop:
+                return worked
+            log.warning("worker: Redis answers again; taking jobs")
+
+    def _wait_for_redis(self, wait: float) -> float:
+        """Until Redis answers (or a stop is asked), then end this worker's last registration,
+        which may linger, so that RQ does not take the worker for a twin of itself. The wait
+        to start with next time."""
+        log.warning("worker: RQ's loop ended (Redis away?); starting it again in %.1f s", wait)
+        while True:
+            time.sleep(wait)
+            wait = min(wait * 2, REDIS_BACKOFF_SECONDS[1])
+            if self._asked_to_stop:
+                return wait
+            try:
+                self.connection.ping()  # type: ignore[attr-defined]
+                self.register_death()  # type: ignore[attr-defined]
+                return wait
+            except RedisError as err:
+                log.warning("worker: Redis is unreachable (%s); trying again in %.1f s", type(err).__name__, wait)
+
+    def request_stop(self, signum, frame):  # type: ignore[no-untyped-def]
+        """SIGTERM/SIGINT: remembered here, since RQ only remembers it while a job runs."""
+        self._asked_to_stop = True
+        return super().request_stop(signum, frame)  # type: ignore[misc]
+
+    def set_shutdown_requested_date(self) -> None:
+        # Called from the signal handler, inside whatever runs: with Redis away, it must
+        # not raise there (into a node's handler).
+        with suppress(RedisError):
+            super().set_shutdown_requested_date()  # type: ignore[misc]
+
+    def teardown(self) -> None:
+        """RQ's, tolerating a Redis that is away: then the registration expires on its own
+        and the pubsub thread is stopped without a word to Redis."""
+        try:
+            super().teardown()  # type: ignore[misc]
+        except RedisError:
+            log.warning("worker: could not unregister from Redis; its registration will expire")
+            thread = getattr(self, "pubsub_thread", None)
+            if thread is not None:
+                thread.stop()
+                thread.join(timeout=1)
+            with suppress(Exception):
+                self.pubsub.close()  # type: ignore[attr-defined]
 
     def handle_payload(self, message):  # type: ignore[no-untyped-def]
         """RQ's commands, and ours: stop these nodes (a cancel)."""
@@ -154,8 +238,13 @@ def main() -> None:
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)
     worker_class = WORKER_CLASSES[settings.worker_class]
-    rt = tasks.engine().rt
-    worker = worker_class([Queue(settings.queue_name, connection=rt.redis)], connection=rt.redis)
+    # RQ's connection of its own: RQ sets its read timeout past its blocking dequeue's,
+    # which the engine's calls (enqueue, the circuit breaker) must not inherit.
+    connection = Redis.from_url(
+        settings.redis_url, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=30
+    )
+    tasks.engine()  # built before the first job: its handlers' modules loaded, its pool ready
+    worker = worker_class([Queue(settings.queue_name, connection=connection)], connection=connection)
     worker.work(logging_level=settings.log_level)
 
 

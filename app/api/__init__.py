@@ -7,11 +7,15 @@ import logging
 import time
 
 from flask import Flask, Response, current_app, g, request
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
 from app import correlation, metrics
 from app.api import auth, limits
-from app.api.errors import StepwiseApi, engine_error, unexpected_error
+from app.api.errors import StepwiseApi, dependency_error, engine_error, unexpected_error
 from app.api.spec import SPEC_OPTIONS, CommonErrors
 from app.domain.errors import StepwiseError
 from app.runtime import Runtime
@@ -79,10 +83,13 @@ def init_api(app: Flask) -> StepwiseApi:
         api.register_blueprint(blueprint)
     app.register_blueprint(ops.blp)
     app.register_error_handler(StepwiseError, engine_error)
+    for unavailable in (DBAPIError, PoolTimeoutError, RedisConnectionError, RedisTimeoutError):
+        app.register_error_handler(unavailable, dependency_error)
     app.register_error_handler(Exception, unexpected_error)
     # Order matters: the correlation id first (every answer carries it), then who is
     # calling, then what they send; the rate limiter (registered last) keys on the caller.
     app.before_request(_begin)
+    app.before_request(limits.check_path)
     app.before_request(auth.authenticate)
     app.before_request(limits.check_content_type)
     limits.init_limits(app)

@@ -10,9 +10,12 @@ import marshmallow as ma
 from flask import request
 from flask_smorest import Api
 from flask_smorest.utils import get_appcontext
-from werkzeug.exceptions import HTTPException, InternalServerError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 from werkzeug.http import quote_etag
 
+from app.db import unreachable
 from app.domain.errors import StepwiseError
 
 log = logging.getLogger(__name__)
@@ -55,7 +58,10 @@ class StepwiseApi(Api):
         if messages:
             payload["errors"] = flatten_messages(messages)
             payload["message"] = data.get("message") or "the request is not valid"
-        return payload, code, data.get("headers") or {}
+        headers = dict(data.get("headers") or {})
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            headers["Allow"] = ", ".join(error.valid_methods)  # RFC 9110: a 405 says what is allowed
+        return payload, code, headers
 
 
 def flatten_messages(messages: Any) -> list[dict[str, str]]:
@@ -90,6 +96,24 @@ def engine_error(error: StepwiseError) -> tuple[dict[str, Any], int, dict[str, s
     if error.details:
         payload["details"] = error.details
     return payload, error.status_code, error.headers
+
+
+DEPENDENCY_RETRY_AFTER_SECONDS = 5
+
+
+def dependency_error(error: Exception) -> tuple[dict[str, Any], int, dict[str, str]] | tuple[dict[str, Any], int]:
+    """PostgreSQL or Redis unreachable (or a pool with no connection to spare): 503 with
+    Retry-After, for the client to try again; anything else PostgreSQL refused is a 500."""
+    if isinstance(error, DBAPIError) and not unreachable(error):
+        return unexpected_error(error)
+    which = "Redis" if isinstance(error, RedisError) else "PostgreSQL"
+    log.warning("%s unreachable on %s %s: %s", which, request.method, request.path, type(error).__name__)
+    payload = {
+        "code": 503,
+        "status": "Service Unavailable",
+        "message": f"{which} is unreachable; try again shortly",
+    }
+    return payload, 503, {"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)}
 
 
 def unexpected_error(error: Exception) -> tuple[dict[str, Any], int]:

@@ -1,5 +1,5 @@
 """Limits on what a client may send: request rate per key (Flask-Limiter on Redis),
-body size (413), content type (415)."""
+body size (413), content type (415) and charset, a path PostgreSQL can store."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from flask_limiter import Limiter
 from flask_smorest import abort
 
 from app.domain.roles import Role
+from app.domain.storable import BAD_TEXT
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 F = TypeVar("F", bound=Callable[..., Any])
@@ -90,9 +91,19 @@ def init_limits(app: Flask) -> None:
 
 
 def check_content_type() -> None:
-    """before_request: a body must be JSON (415 otherwise)."""
+    """before_request: a body must be JSON (415 otherwise), in UTF-8 (RFC 8259; 400)."""
     if request.method not in BODY_METHODS:
         return
     has_body = (request.content_length or 0) > 0 or "chunked" in request.headers.get("Transfer-Encoding", "")
     if has_body and not request.is_json:
         abort(415, message=f"send JSON (Content-Type: application/json), not {request.mimetype or 'no type'}")
+    charset = request.mimetype_params.get("charset")
+    if has_body and charset is not None and charset.lower().replace("-", "") != "utf8":
+        abort(400, message=f"JSON is UTF-8 (RFC 8259): send it as such, not as charset={charset}")
+
+
+def check_path() -> None:
+    """before_request: a path (its ids and names) with a NUL or a lone surrogate is a 400
+    here, not an error from PostgreSQL, which cannot hold them in text."""
+    if BAD_TEXT.search(request.path):
+        abort(400, message="the path holds a NUL character or a lone surrogate")

@@ -33,11 +33,9 @@ def _finite_float(text: str) -> float:
 
 
 def loads(raw: bytes) -> Any:
-    """Parse a request body strictly; json.JSONDecodeError or UnstorableJsonError when it will not do."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise json.JSONDecodeError(f"not UTF-8 ({err.reason})", "", err.start) from err
+    """Parse a request body strictly; UnicodeDecodeError, json.JSONDecodeError or
+    UnstorableJsonError when it will not do."""
+    text = raw.decode("utf-8")  # UnicodeDecodeError: webargs hands it to _handle_invalid_json_error
     try:
         value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError as err:
@@ -68,6 +66,8 @@ class StrictParser(FlaskParser):
         if isinstance(error, json.JSONDecodeError):
             where = f"line {error.lineno} column {error.colno} (char {error.pos})"
             abort(400, message=f"malformed JSON at {where}: {error.msg}")
+        if isinstance(error, UnicodeDecodeError):
+            abort(400, message=f"the body is not UTF-8: {error.reason} at byte {error.start}")
         abort(400, message=f"malformed JSON: {error}")
 
     def load_querystring(self, req: flask.Request, schema: ma.Schema) -> Any:

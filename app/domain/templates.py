@@ -10,23 +10,26 @@ A slot that is a dotted path (`fetch-data.body.items.0`) is resolved directly:
 keys and list indexes only, never attributes, and a miss names its path.
 Anything richer (`input.name | upper`, `a.n * 2 > 10`) is a Jinja expression,
 evaluated by an immutable sandbox with strict undefined, no constant folding,
-no calls, a short list of filters and size-capped operators: a 500-character
-template cannot run for long or allocate much. Statements (`{% %}`) are not
-templates here.
+no calls, a short list of filters and size-capped operators, filters and `~`:
+a 500-character template cannot run for long or allocate much (a value it
+builds is at most MAX_VALUE_SIZE characters or items, checked before a join
+or a concatenation is built). Statements (`{% %}`) are not templates here.
 
 peer-b's `${node.output.field}` means `{{ node.field }}`; `$${` is a literal `${`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, Undefined, meta, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -60,10 +63,60 @@ def _size(value: Any) -> int:
     return len(value) if isinstance(value, str | list | tuple) else 0
 
 
+def _too_large(what: str) -> SecurityError:
+    return SecurityError(f"{what} would build a value over {MAX_VALUE_SIZE} characters or items")
+
+
+class _BoundedCodeGenerator(CodeGenerator):
+    """`a ~ b ~ c` joined by the environment, which measures the parts first."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.bounded_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
+def _bounded_filter(name: str, filter_: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter whose result is at most MAX_VALUE_SIZE; `join` and `list` are measured
+    before they build anything, `sum` adds numbers only (summing lists is quadratic)."""
+
+    @functools.wraps(filter_)  # keeps jinja_pass_arg: Jinja still passes what it passed
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        passes_context = hasattr(filter_, "jinja_pass_arg")
+        value = args[1] if passes_context else args[0]
+        if name in ("join", "list") and not isinstance(value, Undefined):
+            items = list(value)
+            separator = args[2] if len(args) > (2 if passes_context else 1) else kwargs.get("d", "")
+            size = len(items) if name == "list" else sum(len(str(x)) for x in items)
+            size += len(str(separator)) * max(len(items) - 1, 0) if name == "join" else 0
+            if size > MAX_VALUE_SIZE:
+                raise _too_large(f"| {name}")
+            args = (args[0], items, *args[2:]) if passes_context else (items, *args[1:])
+        if name == "sum":
+            start = kwargs.get("start", args[3] if len(args) > 3 else 0)
+            if not isinstance(start, int | float):
+                raise SecurityError("| sum adds numbers only in templates")
+        result = filter_(*args, **kwargs)
+        if _size(result) > MAX_VALUE_SIZE:
+            raise _too_large(f"| {name}")
+        return result
+
+    return bounded
+
+
 class _BoundedSandbox(ImmutableSandboxedEnvironment):
-    """No calls, and operators that cannot build anything huge."""
+    """No calls, and operators and filters that cannot build anything huge."""
 
     intercepted_binops = frozenset({"*", "**", "+", "%", "//"})
+    code_generator_class = _BoundedCodeGenerator
+
+    def bounded_concat(self, parts: Iterable[Any]) -> str:
+        texts = [str(part) for part in parts]
+        if sum(map(len, texts)) > MAX_VALUE_SIZE:
+            raise _too_large("~")
+        return "".join(texts)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "%" and isinstance(left, str):
@@ -94,7 +147,7 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
 
 
 _ENV = _BoundedSandbox(undefined=StrictUndefined, autoescape=False, optimized=False)
-_ENV.filters = {name: f for name, f in _ENV.filters.items() if name in SAFE_FILTERS}
+_ENV.filters = {name: _bounded_filter(name, f) for name, f in _ENV.filters.items() if name in SAFE_FILTERS}
 _ENV.globals.clear()
 
 

@@ -41,8 +41,8 @@ BATCH = 200
 @dataclass(frozen=True)
 class SchedulerSettings:
     interval_seconds: float = 1.0
-    queued_grace_seconds: int = 30
-    worker_lost_seconds: int = 30
+    queued_grace_seconds: int = 5
+    worker_lost_seconds: int = 6
     retention_days: int = 7
     leader_lock: int = LEADER_LOCK  # schedulers sharing a key share one leader
     # Every QUEUED node's job is looked for this often, a page per tick (see _requeue_lost_jobs).

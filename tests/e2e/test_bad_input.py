@@ -109,3 +109,47 @@ def test_unicode_that_postgres_can_store_is_kept_exactly(
     text = "Zoë 🚀 \u200b ünïcödé"
     workflow = define([{"id": "a", "handler": "noop", "config": {"t": text}}], metadata={"t": text})
     assert client.get(f"/api/v1/workflows/{workflow['id']}").json["metadata"] == {"t": text}
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "said"),
+    [
+        (b'{"name": "\xff\xfe"}', "application/json", "not UTF-8"),
+        ('{"name": "x"}'.encode("utf-16"), "application/json", "not UTF-8"),
+        ('{"name": "café"}'.encode("latin-1"), "application/json; charset=latin-1", "charset=latin-1"),
+    ],
+    ids=["invalid UTF-8", "UTF-16", "declared latin-1"],
+)
+def test_a_body_that_is_not_utf8_is_a_400_that_says_so(
+    client: FlaskClient, body: bytes, content_type: str, said: str
+) -> None:
+    response = client.post("/api/v1/workflows", data=body, content_type=content_type)
+    assert response.status_code == 400 and said in response.json["message"]
+
+
+def test_a_nul_in_the_path_is_a_400(client: FlaskClient) -> None:
+    for path in ("/api/v1/admin/keys/%00", "/api/v1/admin/keys/a%00b"):
+        response = client.delete(path)
+        assert response.status_code == 400 and "NUL" in response.json["message"]
+
+
+@pytest.mark.parametrize("method", ["TRACE", "PUT", "PATCH"])
+def test_a_405_says_which_methods_are_allowed(client: FlaskClient, method: str) -> None:
+    response = client.open("/api/v1/workflows", method=method)
+    assert response.status_code == 405 and response.json["code"] == 405
+    assert set(response.headers["Allow"].split(", ")) >= {"GET", "POST"}
+
+
+def test_any_rfc3339_offset_names_an_instant(client: FlaskClient, define: Callable[..., dict[str, Any]]) -> None:
+    # PostgreSQL takes at most +-15:59 in a literal; RFC 3339 allows up to +-23:59.
+    workflow = define([{"id": "a", "handler": "noop"}])
+    body = {"workflow_id": workflow["id"], "scheduled_at": "2030-01-01T00:00:00+20:00"}
+    created = client.post("/api/v1/executions", json=body)
+    assert created.status_code == 201, created.json
+    assert created.json["scheduled_at"] == "2029-12-31T04:00:00+00:00"
+    logs_url = f"/api/v1/executions/{created.json['id']}/logs"
+    logs = client.get(logs_url, query_string={"since": "2020-01-01T00:00-23:59"})
+    assert logs.status_code == 200 and logs.json["items"]
+    early = client.get(logs_url, query_string={"since": "0001-01-01T00:00+01:00"})
+    assert early.status_code == 422 and "range" in early.get_data(as_text=True)
+    assert client.post(f"/api/v1/executions/{created.json['id']}/cancel").status_code == 200

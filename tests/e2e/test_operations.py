@@ -109,6 +109,48 @@ def test_ready_turns_503_when_redis_stops_and_200_when_it_is_back(settings: Sett
         process.wait(10)
 
 
+def test_every_call_is_a_503_with_retry_after_while_postgresql_is_unreachable(
+    settings: Settings, authorized: Callable[[Flask], FlaskClient]
+) -> None:
+    nobody = f"postgresql://postgres@127.0.0.1:{port_for.get_port(None)}/stepwise_test"  # nothing listens
+    client = authorized(create_app(replace(settings, database_url=nobody)))
+    calls = [
+        ("GET", "/api/v1/workflows", None),
+        ("POST", "/api/v1/workflows", {"name": "x", "nodes": [{"id": "a", "handler": "noop"}]}),
+        ("POST", "/api/v1/executions", {"workflow_name": "x"}),
+        ("GET", f"/api/v1/executions/{uuid.uuid4()}", None),
+        ("GET", f"/api/v1/executions/{uuid.uuid4()}/logs", None),
+        ("POST", "/workflow", {"nodes": [{"id": "a", "handler": "noop"}]}),
+        ("GET", f"/workflows/{uuid.uuid4()}", None),
+    ]
+    for method, path, body in calls:
+        response = client.open(path, method=method, json=body)
+        assert response.status_code == 503, (path, response.status_code, response.get_data(as_text=True)[:200])
+        assert response.json == {
+            "code": 503,
+            "status": "Service Unavailable",
+            "message": "PostgreSQL is unreachable; try again shortly",
+        }
+        assert int(response.headers["Retry-After"]) > 0
+    assert client.get("/health").status_code == 200
+    assert client.get("/ready").json["database"].startswith("down")
+
+
+def test_without_redis_a_trigger_is_still_accepted_and_kept_in_postgresql(
+    settings: Settings, authorized: Callable[[Flask], FlaskClient], define: Callable[..., dict[str, Any]]
+) -> None:
+    # Redis is transport: the node waits QUEUED in PostgreSQL, and the scheduler enqueues it once Redis is back.
+    nobody = f"redis://127.0.0.1:{port_for.get_port(None)}/0"
+    client = authorized(create_app(replace(settings, redis_url=nobody, queue_name=f"gone-{uuid.uuid4().hex[:8]}")))
+    workflow = define([{"id": "a", "handler": "noop"}])
+    created = client.post("/api/v1/executions", json={"workflow_id": workflow["id"]}, headers={"Idempotency-Key": "r"})
+    assert created.status_code == 201, created.json
+    detail = client.get(f"/api/v1/executions/{created.json['id']}").json
+    assert detail["progress"]["queued"] == 1
+    again = client.post("/api/v1/executions", json={"workflow_id": workflow["id"]}, headers={"Idempotency-Key": "r"})
+    assert again.status_code == 200 and again.json["id"] == created.json["id"]
+
+
 def test_a_worker_on_its_own_serves_its_metrics_on_metrics_port(
     settings: Settings, workers: WorkerPool, authorized: Callable[[Flask], FlaskClient]
 ) -> None:

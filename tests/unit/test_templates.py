@@ -91,6 +91,37 @@ def test_the_sandbox_refuses_what_could_run_long_or_grow_big(template: str) -> N
     assert time.perf_counter() - started < 1
 
 
+BIG = {"input": {"s": "x" * 20_000, "rows": [[1]] * 20_000}}
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ input.s | join(input.s) }}",  # 400 million characters, built in C with the GIL held
+        "{{ input.s | list | join(input.s) }}",
+        "{{ input.s ~ input.s ~ input.s ~ input.s ~ input.s ~ input.s }}",
+        "x{{ input.s ~ input.s ~ input.s ~ input.s ~ input.s ~ input.s }}",
+        "{{ input.rows | sum(start=[]) }}",  # quadratic
+        "{{ input.rows | map('join', input.s) | join(input.s) }}",
+    ],
+)
+def test_filters_and_concatenation_are_bounded_before_they_build(template: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(TemplateResolutionError, match=r"over 100000|numbers only"):
+        render(template, BIG)
+    assert time.perf_counter() - started < 1
+
+
+def test_bounded_filters_still_do_their_work() -> None:
+    context = {"input": {"tags": ["a", "b", "c"], "n": [1, 2, 3.5], "s": "x" * 20_000}}
+    assert render("{{ input.tags | join(', ') }}", context) == "a, b, c"
+    assert render("{{ input.tags | join(d='-') }}", context) == "a-b-c"
+    assert render("{{ input.n | sum }}", context) == 6.5
+    assert render("{{ input.tags | map('upper') | list }}", context) == ["A", "B", "C"]
+    assert render("{{ input.s | list | length }}", context) == 20_000
+    assert render("{{ 'id-' ~ input.tags.0 ~ 7 }}", context) == "id-a7"
+
+
 def test_statements_are_not_templates() -> None:
     with pytest.raises(TemplateResolutionError, match="statements"):
         references("{% for x in input.items %}{{ x }}{% endfor %}")

@@ -13,6 +13,19 @@ from app.domain.states import ExecutionStatus, NodeStatus, WorkflowStatus
 from app.domain.trigger_rules import TriggerRule
 
 
+class Instant(fields.AwareDateTime):
+    """An ISO 8601 time with an offset, read as the instant it names, in UTC. Any offset
+    RFC 3339 allows (up to +-23:59) is taken: PostgreSQL, which accepts only +-15:59 in
+    a literal, only ever sees UTC."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError as err:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+            raise ma.ValidationError("is out of range") from err
+
+
 class RetryInSchema(ma.Schema):
     max_attempts = fields.Integer(
         strict=True, metadata={"description": "Attempts in all, the first included (1: no retry)"}
@@ -203,7 +216,7 @@ class TriggerSchema(ma.Schema):
     )
     input_data = fields.Dict(keys=fields.String(), load_default=dict)
     idempotency_key = fields.String(validate=KEY_CHARS, metadata={"description": "Or the Idempotency-Key header"})
-    scheduled_at = fields.AwareDateTime(
+    scheduled_at = Instant(
         allow_none=True,
         load_default=None,
         validate=validate.Range(
@@ -357,7 +370,7 @@ class LogArgsSchema(ma.Schema):
         metadata={"description": "The least severity returned"},
     )
     node_id = fields.String(validate=validate.Length(min=1, max=100))
-    since = fields.AwareDateTime(metadata={"description": "Rows created at or after this time"})
+    since = Instant(metadata={"description": "Rows created at or after this time"})
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     cursor = fields.String(
         validate=validate.Regexp(r"^[0-9]{1,19}$", error="not a cursor from this endpoint"),
