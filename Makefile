@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run stop test demo lint format bench venv clean
+.PHONY: run stop test chaos demo lint format bench venv clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@scripts/system-deps.sh venv
@@ -28,6 +28,13 @@ test: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+## Every fault test (the short ones `make test` runs too, and the long ones) on a stack of
+## its own: workers killed, Redis restarted empty and flushed, PostgreSQL crashed, restarted
+## and stopped, while HTTP nodes run. Prints the time to recover after each fault.
+chaos: venv
+	@scripts/system-deps.sh test
+	$(BIN)/python -m pytest -s -o addopts="" -ra tests/faults
 
 ## Submit the example workflows to the running stack and watch them finish.
 demo: venv

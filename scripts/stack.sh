@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local stack behind `make run` / `make stop`: PostgreSQL and Redis (unless
-# DATABASE_URL / REDIS_URL point elsewhere), migrations, the API under gunicorn,
-# the workers and the scheduler. Everything it starts lives in .data/ with a pid file.
+# DATABASE_URL / REDIS_URL point elsewhere), migrations, then the API under gunicorn,
+# the workers and the scheduler under one supervisord, which starts again any of them
+# that dies. Everything lives in .data/: pid files, logs, supervisord's config and socket.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +42,9 @@ pg_data() {
 }
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+supervised() { alive "$DATA/supervisord.pid"; }
+supervisorctl() { "$BIN/supervisorctl" -c "$DATA/supervisord.conf" "$@"; }
 
 healthy() {
   local host=$HOST
@@ -99,25 +103,22 @@ PY
 }
 
 start() {
-  if ! alive "$DATA/api.pid"; then rm -rf "$PROMETHEUS_MULTIPROC_DIR"; fi
+  # The metrics of processes that are gone are stale: wiped unless they still run.
+  supervised || rm -rf "$PROMETHEUS_MULTIPROC_DIR"
   mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
   [ -n "${DATABASE_URL:-}" ] && echo "PostgreSQL   $DATABASE_URL" || start_postgres
   [ -n "${REDIS_URL:-}" ] && echo "Redis        $REDIS_URL" || start_redis
   "$BIN/flask" --app app db upgrade >/dev/null
   admin_key
-  if ! alive "$DATA/api.pid"; then
-    "$BIN/gunicorn" --config gunicorn.conf.py --workers 2 --bind "$HOST:$PORT" --daemon --pid "$DATA/api.pid" \
-      --error-logfile "$DATA/api.log" --capture-output 'app:create_app()'
-  fi
-  for i in $(seq 1 "$WORKERS"); do
-    if ! alive "$DATA/worker-$i.pid"; then
-      nohup "$BIN/python" -m workers.main >"$DATA/worker-$i.log" 2>&1 &
-      echo $! > "$DATA/worker-$i.pid"
-    fi
-  done
-  if ! alive "$DATA/scheduler.pid"; then
-    nohup "$BIN/flask" --app app scheduler >"$DATA/scheduler.log" 2>&1 &
-    echo $! > "$DATA/scheduler.pid"
+  stop_unsupervised
+  # The config carries the settings in this environment (and WORKERS): written each time,
+  # so that `update` restarts just the programs whose config changed.
+  "$BIN/python" -m scripts.supervisor_conf --data "$DATA" --bind "$HOST:$PORT" --workers "$WORKERS"
+  if supervised; then
+    supervisorctl update >/dev/null
+    supervisorctl start all >/dev/null  # any left stopped or FATAL
+  else
+    "$BIN/supervisord" -c "$DATA/supervisord.conf"
   fi
   for _ in $(seq 100); do healthy && break; sleep 0.1; done
   healthy || { echo "the API did not come up; see $DATA/api.log" >&2; exit 1; }
@@ -128,6 +129,7 @@ OpenAPI      http://$HOST:$PORT/api/v1/openapi.json
 Health       http://$HOST:$PORT/health
 Workers      $WORKERS (logs in .data/worker-*.log)
 Scheduler    1 (log in .data/scheduler.log)
+Processes    supervised, restarted when they die: .venv/bin/supervisorctl -c .data/supervisord.conf status
 Metrics      http://$HOST:$PORT/metrics
 Admin key    $(cat "$DATA/admin.key")   (also in .data/admin.key; send it as Authorization: Bearer <key>)
 Stop it all with: make stop
@@ -146,8 +148,27 @@ stop_pidfile() {
   rm -f "$file"
 }
 
-stop() {
+# Processes a stack.sh from before supervisord started, each with its pid file.
+stop_unsupervised() {
   for file in "$DATA"/worker-*.pid "$DATA/scheduler.pid" "$DATA/api.pid"; do [ -e "$file" ] && stop_pidfile "$file"; done
+  return 0
+}
+
+stop_supervised() {
+  if supervised; then
+    local pid
+    pid=$(cat "$DATA/supervisord.pid")
+    supervisorctl shutdown >/dev/null || kill -TERM "$pid"  # SIGTERM: the same shutdown
+    # It stops its programs first, each within its stopwaitsecs (a worker's warm shutdown).
+    for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && echo "supervisord ($pid) is still stopping its processes" >&2
+  fi
+  rm -f "$DATA/supervisord.pid"
+}
+
+stop() {
+  stop_supervised
+  stop_unsupervised
   [ -e "$DATA/redis.pid" ] && stop_pidfile "$DATA/redis.pid"
   if [ -f "$DATA/pgdata-path" ] && [ -f "$(cat "$DATA/pgdata-path")/PG_VERSION" ]; then
     as_pg "$(pg_bindir)/pg_ctl" -D "$(cat "$DATA/pgdata-path")" -m fast stop >/dev/null 2>&1 || true

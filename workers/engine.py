@@ -490,7 +490,8 @@ class Engine:
 
 
 class _Backoff:
-    """Waits between tries at something that is away: 0.5 s, doubling to 10 s; logs each wait."""
+    """Waits between tries at something that is away: 0.5 s, doubling to 4 s (a connect
+    attempt is cheap, and what waits is a finished effect); logs each wait."""
 
     def __init__(self) -> None:
         self.seconds = 0.5
@@ -498,7 +499,7 @@ class _Backoff:
     def wait(self, what: str, err: BaseException) -> None:
         log.warning("%s (%s); trying again in %.1f s", what, type(err).__name__, self.seconds)
         time.sleep(self.seconds)
-        self.seconds = min(self.seconds * 2, 10.0)
+        self.seconds = min(self.seconds * 2, 4.0)
 
 
 class _TrackedRecording:

@@ -45,6 +45,7 @@ class Heartbeat(threading.Thread):
         super().__init__(name="stepwise-heartbeat", daemon=True)
         self.engine, self.worker_name, self.tracks_current = engine, name, tracks_current
         self.stopped = threading.Event()
+        self.failing = False  # the last beat did not reach PostgreSQL: said once, not every beat
 
     def run(self) -> None:
         while not self.stopped.is_set():
@@ -58,8 +59,14 @@ class Heartbeat(threading.Thread):
                 workers_repo.beat(
                     session, self.worker_name, socket.gethostname(), os.getpid(), self.tracks_current, held
                 )
-        except Exception:  # PostgreSQL away: keep trying; the scheduler judges silence
-            log.warning("heartbeat failed", exc_info=True)
+        except Exception as err:  # PostgreSQL away: keep trying; the scheduler judges silence
+            if not self.failing:
+                log.warning("heartbeat: PostgreSQL unreachable (%s); %d node(s) held meanwhile", err, len(held))
+            self.failing = True
+            return
+        if self.failing:
+            log.warning("heartbeat: PostgreSQL answers again; %d node(s) held", len(held))
+        self.failing = False
 
     def stop(self) -> None:
         self.stopped.set()

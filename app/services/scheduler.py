@@ -67,6 +67,7 @@ class SchedulerState:
     next_sweep: float = float("-inf")
     redis_epoch: str | None = None
     running_after: tuple[datetime, uuid.UUID] = _START
+    live_workers: set[str] = field(default_factory=set)  # as of the last tick: one gone starts a sweep
 
 
 @dataclass
@@ -161,17 +162,23 @@ def _requeue_lost_jobs(
     """
     try:
         epoch = dispatcher.epoch()
-        live = None
+        with session.begin():
+            live = recovery.live_workers(session, settings.worker_lost_seconds)
+        gone, state.live_workers = state.live_workers - live, live
         if epoch != state.redis_epoch:
             if state.redis_epoch is not None:
                 log.warning("scheduler: Redis lost its data; every QUEUED node's job is looked for")
             state.redis_epoch, state.sweep_after = epoch, _START
+        elif gone and state.sweep_after is None:
+            # A job it had taken still waits on it, and its nodes passed their grace while
+            # it was thought alive: look again at every QUEUED node, now it is not.
+            log.warning("scheduler: worker(s) %s went silent; every QUEUED node's job is looked for", sorted(gone))
+            state.sweep_after = _START
         elif state.sweep_after is None and time.monotonic() >= state.next_sweep:
             state.sweep_after = _START
         with session.begin():
             crossed = recovery.queued_between(session, state.queued_checked, settings.queued_grace_seconds, BATCH)
             swept = recovery.queued_between(session, state.sweep_after, None, BATCH) if state.sweep_after else []
-            live = recovery.live_workers(session, settings.worker_lost_seconds)
         candidates = {n.id: n for n in crossed + swept if n.rq_job_id}
         lost = dispatcher.lost([n.rq_job_id for n in candidates.values() if n.rq_job_id], live_workers=live)
         report.add("looked_up", len(candidates))

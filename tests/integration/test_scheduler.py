@@ -13,6 +13,7 @@ from sqlalchemy import select, text, update
 
 from app.domain.dag import NodeSpec
 from app.models import Execution, ExecutionLog, NodeExecution
+from app.repositories import workers as workers_repo
 from app.runtime import Runtime
 from app.services import executions, node_runs, scheduler
 from app.services.executions import ExecutionView
@@ -88,6 +89,26 @@ def test_a_healthy_backlog_is_looked_for_once_not_every_tick(runtime: Runtime, n
     assert scheduler.tick(rt, settings, state).get("looked_up") is None  # not again, however long it waits
     redis = Redis.from_url(runtime.settings.redis_url)
     redis.delete(Job.key_for(row.rq_job_id), "stepwise:epoch")  # Redis lost its data
+    assert scheduler.tick(rt, settings, state).get("requeued") == 1
+
+
+def test_a_job_taken_by_a_worker_that_then_dies_is_enqueued_again(runtime: Runtime, node_rows, start_execution) -> None:
+    rt = idle_runtime(runtime)
+    with rt.sessions() as s:
+        view = executions.trigger(s, rt.dispatcher, executions.TriggerRequest(workflow_id=_workflow(start_execution)))
+    row = node_rows(view.execution.id)["a"]
+    worker = f"doomed-{uuid.uuid4().hex[:8]}"
+    redis = Redis.from_url(runtime.settings.redis_url)
+    redis.hset(Job.key_for(row.rq_job_id), mapping={"status": "started", "worker_name": worker})  # it took the job
+    with runtime.sessions() as s, s.begin():
+        workers_repo.beat(s, worker, "host", 1, True, [])
+    settings = replace(FAST, worker_lost_seconds=30)
+    state = scheduler.SchedulerState()
+    # Past its grace while its worker lives: left alone, and not looked for again on its own.
+    assert scheduler.tick(rt, settings, state).get("requeued") is None
+    assert scheduler.tick(rt, settings, state).get("requeued") is None
+    with runtime.sessions() as s, s.begin():  # the worker falls silent (kill -9)
+        s.execute(text("UPDATE workers SET heartbeat_at = now() - interval '1 minute' WHERE name = :n"), {"n": worker})
     assert scheduler.tick(rt, settings, state).get("requeued") == 1
 
 

@@ -1,0 +1,38 @@
+"""The longer faults, for `make chaos` (docs/RELIABILITY.md has a run's figures): Redis
+flushed, PostgreSQL restarted with `-m fast` and stopped for 10 s, while HTTP nodes run
+and clients call the API. (`make chaos` runs test_faults.py's too.)"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.faults.checks import assert_recovered, through
+from tests.faults.stack import Stack
+
+pytestmark = pytest.mark.chaos
+
+
+def test_redis_flushed_while_nodes_run(stack: Stack) -> None:
+    run, callers, recovered = through(stack, stack.redis.flushall)
+    assert_recovered(stack, run, callers)
+    print(f"\nFAULT Redis FLUSHALL: all done {recovered:.1f} s after")
+
+
+def test_postgresql_restarted_fast_while_effects_are_in_flight(stack: Stack) -> None:
+    run, callers, recovered = through(stack, lambda: stack.postgres.restart("fast"))
+    assert_recovered(stack, run, callers)
+    print(f"\nFAULT PostgreSQL restart -m fast: all done {recovered:.1f} s after")
+
+
+def test_postgresql_stopped_for_10_s_while_effects_are_in_flight(stack: Stack) -> None:
+    def outage() -> None:
+        stack.postgres.stop("fast")
+        time.sleep(10)
+        stack.postgres.start()
+
+    run, callers, recovered = through(stack, outage)
+    assert_recovered(stack, run, callers)
+    assert callers.statuses[503] > 0  # the clients were told, not left hanging or given a 500
+    print(f"\nFAULT PostgreSQL stopped 10 s: all done {recovered:.1f} s after")
