@@ -27,6 +27,11 @@ class Settings:
     worker_slice_ms: int = 100
     # The most nodes one RQ job carries.
     job_max_nodes: int = 200
+    # What one node may take of its worker (it fails for good past these; the worker lives):
+    # its config once templates are resolved, its output, and the worker's memory it grows.
+    max_resolved_config_bytes: int = 1024 * 1024
+    max_output_bytes: int = 2 * 1024 * 1024
+    node_memory_limit_mb: int = 512
     max_nodes: int = 10_000
     max_edges: int = 100_000
     max_node_config_bytes: int = 10 * 1024

@@ -93,3 +93,41 @@ def die_once(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     if ctx.attempt == 1:
         os._exit(1)
     return {"survived_on": ctx.attempt}
+
+
+class HogConfig(ma.Schema):
+    mb = ma.fields.Integer(required=True)
+
+
+@handler("hog", schema=HogConfig)
+def hog(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    """Allocates `mb` megabytes, a megabyte at a time (a handler with a leak or a bad idea)."""
+    held = []
+    for _ in range(config["mb"]):
+        held.append(bytearray(1024 * 1024))
+        held[-1][::4096] = b"x" * len(held[-1][::4096])  # touched: resident, not just reserved
+    return {"held_mb": len(held)}
+
+
+class BurnConfig(ma.Schema):
+    seconds = ma.fields.Float(required=True)
+
+
+@handler("burn", schema=BurnConfig)
+def burn(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    """Keeps a core busy in Python for `seconds`."""
+    _record(ctx, "start")
+    deadline, spins = time.monotonic() + config["seconds"], 0
+    while time.monotonic() < deadline:
+        spins += sum(range(1000)) > 0
+    return {"spins": spins}
+
+
+class BigConfig(ma.Schema):
+    chars = ma.fields.Integer(required=True)
+
+
+@handler("big_output", schema=BigConfig)
+def big_output(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
+    """Outputs a string of `chars` characters."""
+    return {"text": "x" * config["chars"]}

@@ -19,10 +19,17 @@ Handlers on this thread are timed with SIGALRM and stopped (a cancel) with STOP_
 pool threads cannot be interrupted, so a pooled node past its timeout is recorded as
 timed out at once and its late result dropped. Every node claimed and not yet recorded
 is `held`: the heartbeat reports them, so the scheduler does not call them lost.
+
+A node cannot take its worker down: its resolved config and its output have size limits,
+and a node on this thread (its config's templates and its handler) that grows the
+worker's memory by more than NODE_MEMORY_LIMIT_MB is stopped by the same signal, failed
+for good, and the memory handed back. (Pooled handlers are the network ones, bounded by
+MAX_RESPONSE_BYTES.)
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import signal
@@ -41,6 +48,7 @@ from sqlalchemy.orm import Session
 
 from app import correlation, metrics
 from app.db import unreachable
+from app.domain import templates
 from app.domain.storable import UnstorableJsonError, check_storable
 from app.domain.templates import TemplateResolutionError
 from app.handlers import HandlerError, NodeContext, registry
@@ -51,6 +59,7 @@ from app.runtime import Runtime
 from app.services import node_runs
 from app.services.node_runs import Failure, Outcome
 from app.services.progress import Continuation
+from workers import memory
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +70,8 @@ STOP_SIGNAL = signal.SIGUSR1
 # than this, and the transaction commits first so other workers are not kept waiting.
 NARROW = 4
 _RECORDER_WAIT_SECONDS = 0.2
+_MEMORY_LOOK_SECONDS = 0.05  # how often the memory guard looks at the worker's size
+_GIVE_BACK_BYTES = 64 * memory.MB  # a node that grew the worker this much: its memory goes back
 
 
 class NodeStopped(BaseException):
@@ -70,6 +81,11 @@ class NodeStopped(BaseException):
 
 class NodeTimeout(Exception):
     """Raised inside a handler that ran past its node's timeout."""
+
+
+class NodeOverMemory(BaseException):
+    """Raised inside a node (its templates or its handler) that grew the worker's memory
+    past NODE_MEMORY_LIMIT_MB. A BaseException, like NodeStopped."""
 
 
 class Slots:
@@ -130,10 +146,16 @@ class Engine:
         self._held: set[Held] = set()
         self._stop_asked: set[uuid.UUID] = set()  # cancelled while held: not to start, or to stop
         self._lock = threading.Lock()
-        self._in_handler: uuid.UUID | None = None  # the node whose handler runs on the main thread
+        self._in_handler: uuid.UUID | None = None  # the node running on the main thread
+        self._memory_base = 0  # the worker's resident size when that node started
+        self._over_memory: uuid.UUID | None = None  # the node the memory guard stops
+        self.memory_limit = settings.node_memory_limit_mb * memory.MB
+        self.max_config_bytes = settings.max_resolved_config_bytes
+        self.max_output_bytes = settings.max_output_bytes
         self._job_id = ""  # the RQ job this process runs (or ran last)
         self._stopping = threading.Event()
         self._recorder: threading.Thread | None = None
+        self._guard: threading.Thread | None = None
 
     # What the heartbeat reports, and what a cancel reaches.
 
@@ -163,11 +185,37 @@ class Engine:
             signal.pthread_kill(threading.main_thread().ident or 0, STOP_SIGNAL)
 
     def raise_if_in_handler(self, *_: Any) -> None:
-        """The STOP_SIGNAL handler (main thread): stop the handler, if the one still running
-        is one a cancel asked to stop (not one that started since)."""
+        """The STOP_SIGNAL handler (main thread): stop the node still running, if it is the
+        one the memory guard or a cancel asked to stop (not one that started since)."""
         running = self._in_handler
-        if running is not None and running in self._stop_asked:
+        if running is None:
+            return
+        if running == self._over_memory:
+            raise NodeOverMemory()
+        if running in self._stop_asked:
             raise NodeStopped()
+
+    def _start_guard(self) -> None:
+        """The memory guard's thread, once per process, from the thread that runs nodes
+        (which the guard's signal interrupts, so it must have its handler)."""
+        if self._guard is not None or self.memory_limit <= 0 or memory.resident_bytes() is None:
+            return
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(STOP_SIGNAL, self.raise_if_in_handler)
+        self._guard = threading.Thread(target=self._guard_memory, name="stepwise-memory", daemon=True)
+        self._guard.start()
+
+    def _guard_memory(self) -> None:
+        while True:
+            time.sleep(_MEMORY_LOOK_SECONDS)
+            running, base = self._in_handler, self._memory_base
+            if running is None or running == self._over_memory:
+                continue
+            grown = (memory.resident_bytes() or 0) - base
+            if grown > self.memory_limit and running == self._in_handler:
+                log.warning("node %s grew the worker by %d MB: stopping it", running, grown // memory.MB)
+                self._over_memory = running
+                signal.pthread_kill(threading.main_thread().ident or 0, STOP_SIGNAL)
 
     def _stop_was_asked(self, node: ClaimedNode) -> bool:
         with self._lock:
@@ -178,6 +226,7 @@ class Engine:
     def run_job(self, job_id: str, mode: RunMode, wanted: Sequence[tuple[uuid.UUID, int]]) -> None:
         """Run the nodes one job carries (see the module docstring)."""
         self._job_id = job_id
+        self._start_guard()
         with self.rt.sessions() as session:
             if mode == RunMode.CONCURRENT:
                 self._submit(session, wanted)
@@ -307,15 +356,18 @@ class Engine:
             ctx = self._context(node)
             started = time.perf_counter()
             try:
-                config = self._config(session, node, known.get(node.execution_id))
-                if self._stop_was_asked(node):
-                    raise NodeStopped()
-                with self._timer(node), self._handling(node):
-                    output = registry.get(node.handler).run(config, ctx)
-                outcome = Outcome(node, output=_as_output(output), logs=ctx.logs)
+                with self._handling(node):
+                    config = self._config(session, node, known.get(node.execution_id))
+                    if self._stop_was_asked(node):
+                        raise NodeStopped()
+                    with self._timer(node):
+                        output = registry.get(node.handler).run(config, ctx)
+                outcome = Outcome(node, output=self._as_output(output), logs=ctx.logs)
             except NodeStopped:
                 log.info("node %s of execution %s stopped: cancelled", node.node_id, node.execution_id)
                 outcome = Outcome(node, stopped=True, logs=ctx.logs)
+            except NodeOverMemory:
+                outcome = Outcome(node, failure=self._over_memory_failure(), logs=ctx.logs)
             except Exception as err:
                 outcome = _failed(node, err, ctx)
             _observe(outcome, time.perf_counter() - started)
@@ -326,13 +378,19 @@ class Engine:
 
     @contextmanager
     def _handling(self, node: ClaimedNode) -> Iterator[None]:
-        # Plain assignments, no lock: the stop signal's handler reads this on this thread,
+        """The node runs on this thread: a cancel or the memory guard may stop it. After, the
+        memory it grew the worker by goes back to the system."""
+        # Plain assignments, no lock: the stop signal's handler reads these on this thread,
         # and waiting for a lock here could be interrupted by it.
-        self._in_handler = node.id
+        base = memory.resident_bytes() or 0
+        self._memory_base, self._in_handler = base, node.id
         try:
             yield
         finally:
             self._in_handler = None
+            if self._over_memory == node.id or (memory.resident_bytes() or 0) - base > _GIVE_BACK_BYTES:
+                memory.give_back()
+            self._over_memory = None
 
     @contextmanager
     def _timer(self, node: ClaimedNode) -> Iterator[None]:
@@ -371,16 +429,31 @@ class Engine:
         it there; its slot was taken by the caller."""
         for node in claimed:
             try:
-                with self._node_context(node):
+                with self._node_context(node), self._handling(node):
                     config = self._config(session, node, None)
-            except Exception as err:
+            except (Exception, NodeStopped, NodeOverMemory) as err:
                 self.slots.give(1)
-                self._outcomes.put(_failed(node, err, self._context(node)))
+                self._outcomes.put(self._not_started(node, err))
                 continue
             seconds = node.timeout_seconds or self.default_timeout
             with self._lock:
                 self._pooled[_key(node)] = _Pooled(node, time.monotonic() + seconds)
             self._pool.submit(self._run_pooled, node, config)
+
+    def _not_started(self, node: ClaimedNode, err: BaseException) -> Outcome:
+        """The outcome of a pooled node stopped while its config was resolved here."""
+        ctx = self._context(node)
+        if isinstance(err, NodeStopped):
+            return Outcome(node, stopped=True)
+        if isinstance(err, NodeOverMemory):
+            return Outcome(node, failure=self._over_memory_failure())
+        assert isinstance(err, Exception)
+        return _failed(node, err, ctx)
+
+    def _over_memory_failure(self) -> Failure:
+        limit = self.memory_limit // memory.MB
+        message = f"the node grew its worker's memory by more than NODE_MEMORY_LIMIT_MB ({limit} MB)"
+        return Failure("MemoryLimit", "memory", message, False)
 
     def _run_pooled(self, node: ClaimedNode, config: dict[str, Any]) -> None:
         try:
@@ -390,7 +463,7 @@ class Engine:
                 try:
                     if self._stop_was_asked(node):
                         raise NodeStopped()
-                    output = _as_output(registry.get(node.handler).run(config, ctx))
+                    output = self._as_output(registry.get(node.handler).run(config, ctx))
                     outcome = Outcome(node, output=output, logs=ctx.logs)
                 except NodeStopped:
                     outcome = Outcome(node, stopped=True, logs=ctx.logs)
@@ -479,14 +552,25 @@ class Engine:
         with correlation.bound(cid, node.execution_id, node.node_id):
             yield
 
-    @staticmethod
-    def _config(session: Session, node: ClaimedNode, known: dict[str, Any] | None) -> dict[str, Any]:
-        """The node's config, templates resolved, validated by its handler's schema."""
+    def _config(self, session: Session, node: ClaimedNode, known: dict[str, Any] | None) -> dict[str, Any]:
+        """The node's config, templates resolved, validated by its handler's schema. One that
+        templates grew past MAX_RESOLVED_CONFIG_BYTES fails the node for good."""
         try:
             resolved = node_runs.resolve_config(session, node, known)
         except TemplateResolutionError as err:
             raise HandlerError(str(err), category="validation") from err
+        if next(templates.walk(node.config), None) is not None:  # without templates: checked at definition
+            size = _json_bytes(resolved)
+            if size > self.max_config_bytes:
+                raise HandlerError(
+                    f"the config is {size} bytes once its templates are resolved, over "
+                    f"MAX_RESOLVED_CONFIG_BYTES ({self.max_config_bytes})",
+                    category="too_large",
+                )
         return registry.load_config(node.handler, resolved)
+
+    def _as_output(self, value: Any) -> Any:
+        return _as_output(value, self.max_output_bytes)
 
 
 class _Backoff:
@@ -533,18 +617,28 @@ def _failure(err: Exception) -> Failure:
         return Failure(type(err).__name__, err.category, err.message, err.retryable, err.retry_after, trace)
     if isinstance(err, NodeTimeout):
         return Failure("Timeout", "timeout", str(err), True, None, trace)
+    if isinstance(err, MemoryError):  # it would run out again
+        return Failure("MemoryError", "memory", "the node ran its worker out of memory", False, None, trace)
     log.error("a handler raised %s", type(err).__name__, exc_info=err)
     return Failure(type(err).__name__, "handler_error", str(err) or type(err).__name__, True, None, trace)
 
 
-def _as_output(value: Any) -> Any:
-    """Outputs are JSON objects PostgreSQL can store; anything else is wrapped as {"result": value}."""
+def _as_output(value: Any, max_bytes: int) -> dict[str, Any]:
+    """Outputs are JSON objects PostgreSQL can store, at most `max_bytes` (MAX_OUTPUT_BYTES);
+    anything else is wrapped as {"result": value}."""
     output = value if isinstance(value, dict) else {"result": value}
     try:
         check_storable(output)
     except UnstorableJsonError as err:
         raise HandlerError(f"the output cannot be stored: {err}", category="validation") from err
+    size = _json_bytes(output)
+    if size > max_bytes:
+        raise HandlerError(f"the output is {size} bytes, over MAX_OUTPUT_BYTES ({max_bytes})", category="too_large")
     return output
+
+
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 def _observe(outcome: Outcome, elapsed: float) -> None:

@@ -48,6 +48,13 @@ def test_depth_is_bounded_without_recursion() -> None:
 
 def test_a_handler_output_that_cannot_be_stored_fails_the_node_for_good() -> None:
     with pytest.raises(HandlerError) as info:
-        _as_output({"ratio": math.nan})
+        _as_output({"ratio": math.nan}, 1000)
     assert info.value.category == "validation" and not info.value.retryable
-    assert _as_output(5) == {"result": 5}
+    assert _as_output(5, 1000) == {"result": 5}
+
+
+def test_an_output_over_its_limit_fails_the_node_for_good_naming_the_limit() -> None:
+    assert _as_output({"text": "é" * 44}, 100) == {"text": "é" * 44}  # 99 bytes in UTF-8, as stored
+    with pytest.raises(HandlerError, match=r"101 bytes, over MAX_OUTPUT_BYTES \(100\)") as info:
+        _as_output({"text": "é" * 45}, 100)
+    assert info.value.category == "too_large" and not info.value.retryable
