@@ -36,8 +36,27 @@ HTTP_REQUESTS = Counter(
 HTTP_LATENCY = Histogram(
     "stepwise_http_request_duration_seconds", "HTTP request latency, by route and method", ["route", "method"]
 )
-# No label holds a client's own words (workflow names, hosts of their URLs): every series
-# is one of a set fixed by the code, so /metrics cannot be grown by callers.
+# No label holds a client's own words (workflow names, hosts of their URLs, an invented
+# HTTP method): every series is one of a set fixed by the code or the deployment's handlers,
+# so /metrics cannot be grown by callers.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# The failure categories of Stepwise's own handlers and engine; a plug-in's others count as "other".
+CATEGORIES = frozenset(
+    {
+        "circuit_open", "configuration", "connection", "forbidden_destination", "handler_error", "http_3xx",
+        "http_4xx", "http_5xx", "memory", "response_too_large", "timeout", "too_large", "validation", "worker_lost",
+    }
+)  # fmt: skip
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "OTHER"
+
+
+def category_label(category: str) -> str:
+    return category if category in CATEGORIES else "other"
+
+
 EXECUTIONS_STARTED = Counter("stepwise_executions_started_total", "Executions created")
 EXECUTIONS_FINISHED = Counter("stepwise_executions_finished_total", "Executions that ended, by status", ["status"])
 NODE_DURATION = Histogram(
@@ -87,7 +106,9 @@ class LiveCollector(Collector):
             "stepwise_scheduler_lag_seconds", "How overdue the most overdue wake-up is (retry, delay, start)"
         )
         circuits = GaugeMetricFamily(
-            "stepwise_circuit_breaker_state", "Circuit per host: 0 closed, 1 half-open, 2 open", labels=["host"]
+            "stepwise_circuit_breakers",
+            "Target hosts by the state of their circuit (the hosts are in the logs)",
+            labels=["state"],
         )
         backlog = GaugeMetricFamily(
             "stepwise_queued_nodes", "Nodes waiting for a worker (admission refuses triggers past MAX_QUEUED_NODES)"
@@ -95,11 +116,13 @@ class LiveCollector(Collector):
         try:
             depth.add_metric([rt.settings.queue_name], rt.dispatcher.queue.count)
             breaker = _breaker(rt)
+            states = dict.fromkeys(("closed", "half_open", "open"), 0)
             for key in rt.redis.scan_iter(match="stepwise:circuit:*", count=500):
                 host = key.decode().removeprefix("stepwise:circuit:")
                 if not host.endswith(":probe"):
-                    state = breaker.state(host)
-                    circuits.add_metric([host], {"closed": 0, "half_open": 1, "open": 2}[state])
+                    states[breaker.state(host)] += 1
+            for state, hosts in states.items():
+                circuits.add_metric([state], hosts)
         except Exception:  # Redis away: /ready says so; the gauges are just absent
             pass
         try:

@@ -45,8 +45,9 @@ def _finish(response: Response) -> Response:
     response.headers["X-Correlation-ID"] = g.get("correlation_id") or correlation.accept(None)
     route = request.url_rule.rule if request.url_rule else "unmatched"
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-    metrics.HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
-    metrics.HTTP_LATENCY.labels(route, request.method).observe(elapsed)
+    method = metrics.method_label(request.method)
+    metrics.HTTP_REQUESTS.labels(route, method, str(response.status_code)).inc()
+    metrics.HTTP_LATENCY.labels(route, method).observe(elapsed)
     identity = g.get("identity")
     log.info(
         "%s %s %s",

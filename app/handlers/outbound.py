@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import logging
 import re
 import socket
 import time
@@ -27,6 +28,7 @@ from redis.exceptions import RedisError
 
 from app.handlers.registry import HandlerError
 
+log = logging.getLogger(__name__)
 MAX_REDIRECTS = 5
 _REDIRECTS = {301, 302, 303, 307, 308}
 
@@ -254,6 +256,8 @@ class CircuitBreaker:
         try:
             failures = self.redis.hincrby(key, "failures", 1)
             if failures >= self.threshold:
+                log.warning("circuit for %s open: %d failures in a row; calls fail fast for %.0f s",
+                            host, failures, self.cooldown)  # fmt: skip
                 pipe = self.redis.pipeline()
                 pipe.hset(key, "open_until", time.time() + self.cooldown)
                 pipe.delete(f"{key}:probe")

@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, delete, func, select, text, update
+from sqlalchemy import Uuid, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from app import correlation
@@ -281,17 +281,42 @@ def past_deadline(session: Session, limit: int) -> list[uuid.UUID]:
     return _due(session, ExecutionStatus.RUNNING, Execution.deadline_at, limit)
 
 
-def purge_finished_before(session: Session, days: int, limit: int) -> int:
-    """Delete up to `limit` executions that finished more than `days` ago, with their
-    nodes, logs and dead letters; how many went."""
-    doomed = (
-        select(Execution.id)
-        .where(Execution.finished_at < func.now() - func.make_interval(0, 0, 0, days))
-        .order_by(Execution.finished_at)
-        .limit(limit)
-        .scalar_subquery()
+_PURGE = text(
+    """
+    WITH doomed AS (
+        (SELECT id, workflow_id FROM executions
+          WHERE finished_at < now() - make_interval(days => :days)
+          ORDER BY finished_at LIMIT :limit)
+        UNION ALL
+        -- A peers' submission never triggered: PENDING with no start time, on an ad-hoc workflow.
+        (SELECT e.id, e.workflow_id FROM executions e JOIN workflows w ON w.id = e.workflow_id AND w.adhoc
+          WHERE e.status = 'PENDING' AND e.scheduled_at IS NULL
+            AND e.created_at < now() - make_interval(days => :days)
+          ORDER BY e.created_at LIMIT :limit)
+    ),
+    purged AS (
+        DELETE FROM executions e USING doomed WHERE e.id = doomed.id RETURNING e.id, e.workflow_id
+    ),
+    orphans AS (
+        -- An ad-hoc workflow exists for its one submission: it goes with its last execution.
+        DELETE FROM workflows w
+        WHERE w.adhoc AND w.id IN (SELECT workflow_id FROM purged)
+          AND NOT EXISTS (SELECT 1 FROM executions e
+                          WHERE e.workflow_id = w.id AND e.id NOT IN (SELECT id FROM purged))
+        RETURNING w.id
     )
-    return len(session.execute(delete(Execution).where(Execution.id.in_(doomed)).returning(Execution.id)).all())
+    SELECT (SELECT count(*) FROM purged) AS executions, (SELECT count(*) FROM orphans) AS workflows
+    """
+)
+
+
+def purge_finished_before(session: Session, days: int, limit: int) -> tuple[int, int]:
+    """Delete up to `limit` executions that finished more than `days` ago (and ad-hoc
+    submissions never triggered in that time), with their nodes, logs and dead letters,
+    and the ad-hoc workflows they leave without an execution, with their nodes;
+    (executions, workflows) deleted."""
+    row = session.execute(_PURGE, {"days": days, "limit": limit}).one()
+    return row.executions, row.workflows
 
 
 def attempts(session: Session, execution_id: uuid.UUID) -> tuple[int, int]:

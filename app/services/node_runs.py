@@ -262,7 +262,8 @@ def _record_handler_logs(session: Session, outcomes: Sequence[Outcome]) -> None:
 def _dead_letter(session: Session, outcome: Outcome) -> None:
     node, failure = outcome.node, outcome.failure
     assert failure is not None
-    metrics.after_commit(session, lambda: metrics.DEAD_LETTERS.labels(node.handler, failure.category).inc())
+    category = metrics.category_label(failure.category)
+    metrics.after_commit(session, lambda: metrics.DEAD_LETTERS.labels(node.handler, category).inc())
     letter_id = dead_letters_repo.add(
         session,
         {

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.dispatch import Dispatcher, NodeJob
@@ -103,9 +104,14 @@ def _purge(session: Session, settings: SchedulerSettings, report: TickReport) ->
     """Delete expired history in small transactions, within a time budget per tick."""
     deadline = time.monotonic() + PURGE_BUDGET_SECONDS
     while time.monotonic() < deadline:
-        with session.begin():
-            purged = executions_repo.purge_finished_before(session, settings.retention_days, PURGE_BATCH)
+        try:
+            with session.begin():
+                purged, workflows = executions_repo.purge_finished_before(session, settings.retention_days, PURGE_BATCH)
+        except IntegrityError:  # an ad-hoc workflow got an execution meanwhile: kept, next tick
+            log.info("scheduler: a purge met a new execution; trying again next tick")
+            break
         report.add("purged", purged)
+        report.add("purged_workflows", workflows)
         if purged < PURGE_BATCH:
             break
     with session.begin():

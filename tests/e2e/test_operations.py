@@ -18,6 +18,8 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.config import Settings
+from app.handlers.outbound import CircuitBreaker
+from app.runtime import Runtime
 from tests.support import WorkerPool, wait_for
 
 
@@ -84,6 +86,24 @@ def test_metrics_expose_the_series_after_a_run(
     assert re.search(r'stepwise_node_duration_seconds_count\{handler="noop",outcome="completed"\} \d', text)
     assert re.search(r'stepwise_dead_letters_total\{category="handler_error",handler="fail"\} \d', text)
     assert "stepwise_queue_depth{queue=" in text and "stepwise_scheduler_lag_seconds " in text
+
+
+def test_no_metric_label_holds_what_a_caller_chose(client: FlaskClient, runtime: Runtime, settings: Settings) -> None:
+    # Three ways a caller could grow /metrics: an invented HTTP method, the host of a URL
+    # whose circuit opens, a workflow name (above).
+    host = f"h-{uuid.uuid4().hex[:10]}.example"
+    for _ in range(5):
+        client.open("/api/v1/workflows", method=f"M{uuid.uuid4().hex[:6].upper()}")
+    breaker = CircuitBreaker(runtime.redis, settings.circuit_failure_threshold, settings.circuit_cooldown_seconds)
+    for _ in range(settings.circuit_failure_threshold):
+        breaker.failure(host)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert host not in text and 'method="M' not in text
+    other = r'stepwise_http_requests_total\{method="OTHER",route="unmatched",status="405"\} ([0-9.]+)'
+    counted = re.search(other, text)
+    assert counted and float(counted[1]) >= 5, re.findall(r"stepwise_http_requests_total\{method=.OTHER.*", text)
+    opened = re.search(r'^stepwise_circuit_breakers\{state="open"\} (\d+)', text, re.M)
+    assert opened and float(opened[1]) >= 1
 
 
 def test_ready_turns_503_when_redis_stops_and_200_when_it_is_back(settings: Settings, tmp_path: Any) -> None:

@@ -12,11 +12,12 @@ from rq.job import Job
 from sqlalchemy import select, text, update
 
 from app.domain.dag import NodeSpec
-from app.models import Execution, ExecutionLog, NodeExecution
+from app.models import Execution, ExecutionLog, NodeExecution, Workflow, WorkflowNode
 from app.repositories import workers as workers_repo
 from app.runtime import Runtime
 from app.services import executions, node_runs, scheduler
 from app.services.executions import ExecutionView
+from app.services.workflows import WorkflowDraft
 
 FAST = scheduler.SchedulerSettings(interval_seconds=0.05, queued_grace_seconds=0, worker_lost_seconds=3600)
 
@@ -44,6 +45,39 @@ def test_finished_executions_past_retention_are_purged_with_their_rows(
         assert s.get(Execution, recent.execution.id) is not None
         assert not s.scalars(select(NodeExecution.id).where(NodeExecution.execution_id == old.execution.id)).all()
         assert not s.scalars(select(ExecutionLog.id).where(ExecutionLog.execution_id == old.execution.id)).all()
+
+
+def test_ad_hoc_workflows_go_with_their_last_execution_and_untriggered_submissions_expire(
+    runtime: Runtime, start_execution: Callable[..., ExecutionView]
+) -> None:
+    def submit() -> ExecutionView:
+        with runtime.sessions() as s:
+            draft = WorkflowDraft(name=f"adhoc-{uuid.uuid4().hex[:8]}", nodes=[NodeSpec("a", "noop")])
+            return executions.submit_adhoc(s, draft, runtime.limits, executions.TriggerRequest())
+
+    ran, untriggered, fresh = submit(), submit(), submit()
+    kept = start_execution([NodeSpec("a", "noop")])  # a defined workflow outlives its executions
+    with runtime.sessions() as s, s.begin():
+        ids = [ran.execution.id, kept.execution.id]
+        s.execute(
+            update(Execution)
+            .where(Execution.id.in_(ids))
+            .values(status="COMPLETED", finished_at=text("now() - interval '8 days'"))
+        )
+        s.execute(
+            update(Execution)
+            .where(Execution.id == untriggered.execution.id)
+            .values(created_at=text("now() - interval '8 days'"))
+        )
+    report = scheduler.tick(idle_runtime(runtime), FAST)
+    assert report["purged"] >= 3 and report["purged_workflows"] >= 2
+    with runtime.sessions() as s, s.begin():
+        for gone in (ran, untriggered):
+            assert s.get(Execution, gone.execution.id) is None
+            assert s.get(Workflow, gone.workflow.id) is None
+            assert not s.scalars(select(WorkflowNode.node_id).where(WorkflowNode.workflow_id == gone.workflow.id)).all()
+        assert s.get(Workflow, kept.workflow.id) is not None and s.get(Execution, kept.execution.id) is None
+        assert s.get(Execution, fresh.execution.id) is not None and s.get(Workflow, fresh.workflow.id) is not None
 
 
 def test_a_queued_node_whose_job_is_gone_is_enqueued_again_once(runtime: Runtime, node_rows, start_execution) -> None:
