@@ -63,3 +63,14 @@ def assert_recovered(stack: Stack, run: Run, callers: Callers, *, resent_allowed
         assert {key: calls[key] for key in made if calls[key] != 1} == {}  # not even sent twice
     assert set(callers.statuses) <= {200, 201, 503}, callers.statuses
     assert callers.statuses[200] + callers.statuses[201] > 0
+
+
+def report(fault: str, stack: Stack, run: Run, callers: Callers, recovered: float) -> None:
+    """A line for docs/RELIABILITY.md (`make chaos` prints them)."""
+    calls = stack.effects.snapshot()
+    sent = sum(calls[key] for key in run.expected_keys())
+    answers = ", ".join(f"{n} x {status}" for status, n in sorted(callers.statuses.items()))
+    print(
+        f"\nFAULT {fault}: every execution done {recovered:.1f} s after; {len(run.expected_keys())} effects, "
+        f"{sent} calls; clients got {answers}"
+    )

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.faults.checks import assert_recovered, through
+from tests.faults.checks import assert_recovered, report, through
 from tests.faults.stack import Stack
 
 pytestmark = pytest.mark.chaos
@@ -17,13 +17,13 @@ pytestmark = pytest.mark.chaos
 def test_redis_flushed_while_nodes_run(stack: Stack) -> None:
     run, callers, recovered = through(stack, stack.redis.flushall)
     assert_recovered(stack, run, callers)
-    print(f"\nFAULT Redis FLUSHALL: all done {recovered:.1f} s after")
+    report("Redis FLUSHALL", stack, run, callers, recovered)
 
 
 def test_postgresql_restarted_fast_while_effects_are_in_flight(stack: Stack) -> None:
     run, callers, recovered = through(stack, lambda: stack.postgres.restart("fast"))
     assert_recovered(stack, run, callers)
-    print(f"\nFAULT PostgreSQL restart -m fast: all done {recovered:.1f} s after")
+    report("PostgreSQL restart -m fast", stack, run, callers, recovered)
 
 
 def test_postgresql_stopped_for_10_s_while_effects_are_in_flight(stack: Stack) -> None:
@@ -35,4 +35,4 @@ def test_postgresql_stopped_for_10_s_while_effects_are_in_flight(stack: Stack) -
     run, callers, recovered = through(stack, outage)
     assert_recovered(stack, run, callers)
     assert callers.statuses[503] > 0  # the clients were told, not left hanging or given a 500
-    print(f"\nFAULT PostgreSQL stopped 10 s: all done {recovered:.1f} s after")
+    report("PostgreSQL stopped 10 s", stack, run, callers, recovered)
