@@ -59,8 +59,14 @@ class Settings:
     llm_base_url: str = ""
     llm_api_key: str = ""
     llm_timeout_seconds: float = 60.0
+    # The peers' simulated handlers (peer-a's, and call_external_service / llm of a
+    # workflow submitted at POST /workflow) wait as the peers' do, times this; 0: no wait.
+    simulated_latency: float = 1.0
     # Keys and limits. AUTH_DISABLED=1 is for local experiments only: every caller is admin.
     auth_disabled: bool = False
+    # The peers' clients send no key. Set to a role (reader, writer, admin) to let callers
+    # without one use the peers' paths (and only those) with that role; empty: keys needed.
+    peer_keyless_role: str = ""
     # Per key, by role: high enough that a normal client never meets them, low enough to
     # stop a runaway loop. Triggers (POST /api/v1/executions, POST /workflow...) on top.
     rate_limit_reader: str = "200/second"

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Double,
     ForeignKey,
     Identity,
     Index,
@@ -47,8 +48,12 @@ class Workflow(Base):
     status: Mapped[str] = mapped_column(String(16))
     description: Mapped[str] = mapped_column(Text, default="")
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
-    # A deadline for each execution, from its start: past it, the execution fails.
-    timeout_seconds: Mapped[int | None]
+    # A deadline for each execution, from its start (fractions of a second allowed): past
+    # it, the execution fails.
+    timeout_seconds: Mapped[float | None] = mapped_column(Double)
+    # A node failing for good fails the execution at once: its unfinished nodes are
+    # cancelled rather than left to finish (peer-a's semantics; Airflow's fail_fast).
+    fail_fast: Mapped[bool] = mapped_column(default=False, server_default=false())
     # Submitted with its run through the peers' API (POST /workflow): never the version
     # a trigger by name picks.
     adhoc: Mapped[bool] = mapped_column(default=False, server_default=false())
@@ -93,6 +98,9 @@ class WorkflowNode(Base):
     branch: Mapped[bool | None]
     # The expression the node actually runs under: its branch and its `when`.
     guard: Mapped[str | None] = mapped_column(Text)
+    # A guard in peer-a's grammar (app/domain/peer_a.py): text compared after its templates
+    # are rendered. A node has a guard or a condition, not both.
+    condition: Mapped[str | None] = mapped_column(Text)
 
 
 class Execution(Base):
@@ -116,6 +124,8 @@ class Execution(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     input: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The trigger's config overrides, by node id, merged over those nodes' configs for this run.
+    node_params: Mapped[dict[str, Any] | None]
     error: Mapped[dict[str, Any] | None]
     attempt: Mapped[int] = mapped_column(default=1)
     correlation_id: Mapped[str | None] = mapped_column(String(200))

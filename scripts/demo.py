@@ -44,14 +44,25 @@ def call(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str
         raise SystemExit(f"cannot reach {BASE} ({err.reason}); start the stack with `make run`") from err
 
 
+# Node states as `progress` counts them: settled ones first, then those still to settle.
+SETTLED = ("completed", "skipped", "failed", "upstream_failed", "cancelled")
+UNSETTLED = ("pending", "queued", "running", "up_for_retry", "deferred")
+
+
+def progress_line(status: str, progress: dict[str, Any]) -> str:
+    """`COMPLETED 5/5 nodes settled (4 completed, 1 skipped)`: the count and its parts agree."""
+    settled = sum(progress.get(state, 0) for state in SETTLED)
+    parts = [f"{progress[state]} {state.replace('_', ' ')}" for state in SETTLED + UNSETTLED if progress.get(state)]
+    return f"  {status:<9} {settled}/{progress['total']} nodes settled ({', '.join(parts) or 'none yet'})"
+
+
 def watch(status_path: str, results_path: str) -> bool:
     """Print the progress until the execution finishes, then each node's output."""
     last = None
     deadline = time.monotonic() + 60
     while True:
         detail = call("GET", status_path)
-        progress = detail["progress"]
-        line = f"  {detail['status']:<9} {progress['completed']}/{progress['total']} nodes ({progress['percent']}%)"
+        line = progress_line(detail["status"], detail["progress"])
         if line != last:
             print(line)
             last = line

@@ -75,7 +75,7 @@ def _end(_exc: BaseException | None) -> None:
 
 def init_api(app: Flask) -> StepwiseApi:
     """Register the blueprints, the error handlers and the edge hooks, in order."""
-    from app.api import compat, ops
+    from app.api import compat, ops, peer_a
     from app.api.v1 import admin, executions, handlers, keys, workflows
 
     app.config["API_SPEC_OPTIONS"] = SPEC_OPTIONS
@@ -83,6 +83,7 @@ def init_api(app: Flask) -> StepwiseApi:
     for blueprint in (workflows.blp, executions.blp, admin.blp, keys.blp, handlers.blp, compat.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops.blp)
+    app.register_blueprint(peer_a.blp)
     app.register_error_handler(StepwiseError, engine_error)
     for unavailable in (DBAPIError, PoolTimeoutError, RedisConnectionError, RedisTimeoutError):
         app.register_error_handler(unavailable, dependency_error)

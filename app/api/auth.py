@@ -25,6 +25,8 @@ PUBLIC_ENDPOINTS = frozenset(
 )
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="stepwise"'}
 LOCAL = Identity(None, "auth-disabled", Role.ADMIN)
+# The peers' paths, where PEER_KEYLESS_ROLE may admit callers without a key.
+PEER_BLUEPRINTS = frozenset({"peer-api", "peer-a"})
 
 
 def requires(role: Role) -> Callable[[F], F]:
@@ -67,13 +69,17 @@ def authenticate() -> None:
     if role is None:
         g.identity = None
         return
-    if current_app.extensions["stepwise"].settings.auth_disabled:
+    settings = current_app.extensions["stepwise"].settings
+    if settings.auth_disabled:
         g.identity = LOCAL
         return
     key = presented_key()
-    if key is None:
+    if key is None and request.blueprint in PEER_BLUEPRINTS and settings.peer_keyless_role:
+        identity = Identity(None, "keyless-peer", Role(settings.peer_keyless_role))
+    elif key is None:
         abort(401, message="an API key is required: Authorization: Bearer <key>, or X-API-Key", headers=CHALLENGE)
-    identity = current_app.extensions["stepwise"].keys.authenticate(db(), key)
+    else:
+        identity = current_app.extensions["stepwise"].keys.authenticate(db(), key)
     if identity is None:
         abort(401, message="the API key is not valid (unknown or revoked)", headers=CHALLENGE)
     g.identity = identity

@@ -1,16 +1,19 @@
-"""The peer engines' submit-and-trigger API, so their scripts and payload files run unchanged.
+"""The root peers' (peer-c's, peer-e's) submit-and-trigger API, so their scripts and
+payload files run unchanged. (peer-a's, under /api/v1/workflow, is app/api/peer_a.py.)
 
 POST /workflow stores the DAG as an ad-hoc workflow version with a PENDING execution;
 POST /workflow/trigger/{id} starts it (or reruns its failed nodes); GET /workflows/{id}
-and /results watch it. Every path also answers under /api/v1 (peer-a's spelling), and the
-dead letters under peer-a's /api/v1/admin/dlq. A thin layer over the services /api/v1
-uses: the same validation, state machine and roles. As the peers do, an invalid DAG or
-body is a 400 (in the usual error shape), not a 422.
+and /results watch it. As in those peers, `call_external_service` and the LLM handlers of
+a workflow submitted here are simulations (app/handlers/peers.py); `http_request` is real.
+A thin layer over the services /api/v1 uses: the same validation, state machine and
+roles. As the peers do, an invalid DAG or body is a 400, not a 422, and every error
+carries peer-c's `detail` beside Stepwise's fields.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import marshmallow as ma
@@ -23,11 +26,11 @@ from app.api import db, limits, runtime
 from app.api.auth import requires
 from app.api.errors import ErrorSchema
 from app.api.parsing import Blueprint, StrictParser
-from app.api.v1 import admin
 from app.api.v1.schemas import NodeInSchema, WorkflowBodySchema
 from app.domain.errors import InvalidWorkflowError, StepwiseError
 from app.domain.roles import Role, allows
 from app.domain.states import ExecutionStatus
+from app.handlers.peers import PEER_NAMES
 from app.services import executions, lifecycle
 from app.services.executions import ExecutionView
 from app.services.lifecycle import TriggerOutcome
@@ -141,7 +144,6 @@ def _peer_status(view: ExecutionView) -> str:
 
 
 @blp.route("/workflow", endpoint="submit")
-@blp.route("/api/v1/workflow", endpoint="submit-v1")
 class Submit(MethodView):
     @limits.trigger
     @blp.arguments(SubmitSchema)
@@ -149,7 +151,10 @@ class Submit(MethodView):
     @blp.alt_response(400, schema=ErrorSchema, description="The DAG is not valid: every reason, by node and field")
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
         """Submit a DAG: stored with a PENDING execution, which a trigger starts"""
-        nodes = body["dag"]["nodes"] if "dag" in body else body["nodes"]
+        nodes = [
+            replace(node, handler=PEER_NAMES.get(node.handler, node.handler))
+            for node in (body["dag"]["nodes"] if "dag" in body else body["nodes"])
+        ]
         draft = WorkflowDraft(
             name=body["name"], description=body["description"], nodes=nodes, timeout_seconds=body["timeout_seconds"]
         )
@@ -167,7 +172,6 @@ class Submit(MethodView):
 
 
 @blp.route("/workflow/trigger/<uuid:execution_id>", endpoint="trigger")
-@blp.route("/api/v1/workflow/trigger/<uuid:execution_id>", endpoint="trigger-v1")
 class Trigger(MethodView):
     @limits.trigger
     @blp.arguments(TriggerArgsSchema, location="query")
@@ -202,7 +206,6 @@ class Trigger(MethodView):
 
 
 @blp.route("/workflows/<uuid:execution_id>", endpoint="status")
-@blp.route("/api/v1/workflow/<uuid:execution_id>", endpoint="status-v1")
 class Status(MethodView):
     @blp.response(200, StatusSchema)
     @blp.alt_response(404, schema=ErrorSchema)
@@ -236,7 +239,6 @@ class Status(MethodView):
 
 
 @blp.route("/workflows/<uuid:execution_id>/results", endpoint="results")
-@blp.route("/api/v1/workflow/<uuid:execution_id>/results", endpoint="results-v1")
 class Results(MethodView):
     @blp.response(200, PeerResultsSchema)
     @blp.alt_response(404, schema=ErrorSchema)
@@ -245,8 +247,3 @@ class Results(MethodView):
         view, results = executions.get_results(db(), execution_id)
         return {"execution_id": execution_id, "status": _peer_status(view), "results": results}
 
-
-# Peer-a's dead-letter admin paths: the same views as /api/v1/admin/dead-letters.
-blp.route("/api/v1/admin/dlq", endpoint="dlq")(admin.DeadLetters)
-blp.route("/api/v1/admin/dlq/<uuid:dead_letter_id>", endpoint="dlq-entry")(admin.DeadLetterById)
-blp.route("/api/v1/admin/dlq/<uuid:dead_letter_id>/retry", endpoint="dlq-retry")(admin.DeadLetterRetry)

@@ -61,7 +61,7 @@ class StepwiseApi(Api):
         headers = dict(data.get("headers") or {})
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             headers["Allow"] = ", ".join(error.valid_methods)  # RFC 9110: a 405 says what is allowed
-        return payload, code, headers
+        return _with_detail(payload), code, headers
 
 
 def flatten_messages(messages: Any) -> list[dict[str, str]]:
@@ -95,7 +95,22 @@ def engine_error(error: StepwiseError) -> tuple[dict[str, Any], int, dict[str, s
         payload["errors"] = [p.as_dict() for p in error.problems]
     if error.details:
         payload["details"] = error.details
-    return payload, error.status_code, error.headers
+    return _with_detail(payload), error.status_code, error.headers
+
+
+# The root peers' API (peer-c's clients read an error's `detail`): the same error, with it.
+DETAILED_BLUEPRINTS = frozenset({"peer-api"})
+
+
+def _with_detail(payload: dict[str, Any]) -> dict[str, Any]:
+    """The error shape, plus peer-c's `detail` (the message and each problem) on the root peers' paths."""
+    if request.blueprint not in DETAILED_BLUEPRINTS:
+        return payload
+    problems = [
+        f"{p['node_id']}: {p['message']}" if p.get("node_id") else p["message"] for p in payload.get("errors", [])
+    ]
+    detail = payload["message"] + (": " + "; ".join(problems) if problems else "")
+    return {**payload, "detail": detail}
 
 
 DEPENDENCY_RETRY_AFTER_SECONDS = 5

@@ -46,6 +46,7 @@ class NodeSpec:
     trigger_rule: str = TriggerRule.ALL_SUCCESS
     when: str | None = None  # a guard over ancestors' outputs: false means SKIPPED
     branch: bool | None = None  # run on this result of its conditional parent, else SKIPPED
+    condition: str | None = None  # a guard in peer-a's grammar (app/domain/peer_a.py)
 
 
 CONDITIONAL = "conditional"  # the handler whose `result` a `branch` follows
@@ -64,14 +65,18 @@ def effective_guard(node: NodeSpec, handlers_of: Mapping[str, str]) -> str | Non
     return " and ".join(parts) or None
 
 
-def find_problems(nodes: Sequence[NodeSpec], known_handlers: Collection[str], limits: Limits) -> list[Problem]:
-    """Every structural problem of a DAG, in a stable order; empty when it is valid."""
+def find_problems(
+    nodes: Sequence[NodeSpec], known_handlers: Collection[str], limits: Limits, foreign: Collection[str] = ()
+) -> list[Problem]:
+    """Every structural problem of a DAG, in a stable order; empty when it is valid.
+    `foreign`: nodes whose handlers follow another engine's rules (peer-a's): their ids and
+    templates are that engine's to judge, not Stepwise's."""
     if not nodes:
         return [Problem("nodes", "a workflow needs at least one node", "empty_dag")]
     problems = size_problems(len(nodes), sum(len(n.dependencies) for n in nodes), limits)
     seen: set[str] = set()
     for node in nodes:
-        problems.extend(_node_problems(node, known_handlers, limits))
+        problems.extend(_node_problems(node, known_handlers, limits, node.node_id in foreign))
         if node.node_id in seen:
             problems.append(Problem("id", f"node id {node.node_id!r} is used twice", "duplicate_node_id", node.node_id))
         seen.add(node.node_id)
@@ -104,20 +109,23 @@ def find_problems(nodes: Sequence[NodeSpec], known_handlers: Collection[str], li
             )
         )
     if not cycles:
-        problems.extend(template_problems(nodes))
+        problems.extend(template_problems(nodes, skip=foreign))
     return problems
 
 
-def template_problems(nodes: Sequence[NodeSpec], only: str | None = None) -> list[Problem]:
+def template_problems(
+    nodes: Sequence[NodeSpec], only: str | None = None, skip: Collection[str] = ()
+) -> list[Problem]:
     """Templates and guards at most MAX_TEMPLATE_CHARS long, that parse, and that read
     only the input or an ancestor of their node (an output that exists by the time it
-    runs); a branch needs exactly one conditional parent. `only`: check that node alone."""
+    runs); a branch needs exactly one conditional parent. `only`: check that node alone;
+    `skip`: not these."""
     problems: list[Problem] = []
     ancestors: dict[str, int] | None = None
     index: dict[str, int] = {}
     handlers_of = {n.node_id: n.handler for n in nodes}
     for node in nodes:
-        if only is not None and node.node_id != only:
+        if (only is not None and node.node_id != only) or node.node_id in skip:
             continue
         problems.extend(_branch_problems(node, handlers_of))
         checked = [(f"config.{path}", text) for path, text in templates.walk(node.config)]
@@ -240,8 +248,13 @@ def new_node_problems(
     return problems
 
 
-def _node_problems(node: NodeSpec, known_handlers: Collection[str], limits: Limits) -> Iterable[Problem]:
-    if not NODE_ID_PATTERN.match(node.node_id):
+def _node_problems(
+    node: NodeSpec, known_handlers: Collection[str], limits: Limits, foreign: bool = False
+) -> Iterable[Problem]:
+    if foreign:
+        if not 1 <= len(node.node_id) <= 100 or "\x00" in node.node_id:
+            yield Problem("id", "a node id is 1 to 100 characters", "invalid_node_id", node.node_id)
+    elif not NODE_ID_PATTERN.match(node.node_id):
         yield Problem(
             "id",
             "a node id is 1 to 100 letters, digits, '_' or '-', not starting with '-'",
@@ -252,15 +265,7 @@ def _node_problems(node: NodeSpec, known_handlers: Collection[str], limits: Limi
         yield Problem("id", f"{node.node_id!r} is reserved for the execution input", "reserved_node_id", node.node_id)
     if node.handler not in known_handlers:
         yield Problem("handler", f"unknown handler {node.handler!r}", "unknown_handler", node.node_id)
-    size = len(json.dumps(node.config, separators=(",", ":"), ensure_ascii=False, default=str).encode())
-    if size > limits.max_config_bytes:
-        yield Problem(
-            "config",
-            f"config is {size} bytes, over the limit of {limits.max_config_bytes}",
-            "config_too_large",
-            node.node_id,
-            details={"limit": limits.max_config_bytes, "size": size},
-        )
+    yield from config_size_problems(node, limits)
     if node.trigger_rule not in set(TriggerRule):
         yield Problem(
             "trigger_rule",
@@ -277,6 +282,22 @@ def _node_problems(node: NodeSpec, known_handlers: Collection[str], limits: Limi
             "invalid_timeout",
             node.node_id,
         )
+
+
+def config_size_problems(node: NodeSpec, limits: Limits) -> list[Problem]:
+    """A config over MAX_NODE_CONFIG_BYTES, as JSON."""
+    size = len(json.dumps(node.config, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    if size <= limits.max_config_bytes:
+        return []
+    return [
+        Problem(
+            "config",
+            f"config is {size} bytes, over the limit of {limits.max_config_bytes}",
+            "config_too_large",
+            node.node_id,
+            details={"limit": limits.max_config_bytes, "size": size},
+        )
+    ]
 
 
 def _graph(nodes: Sequence[NodeSpec]) -> dict[str, list[str]]:

@@ -6,6 +6,11 @@ in longer text each value is rendered as text (JSON for objects, lists,
 booleans and null). Each slot is evaluated on its own and the literal text is
 never parsed, so a value that itself contains `{{` is just text.
 
+A delimiter that pairs with nothing is an error, not text: a `{{` (or `${`) never
+closed, and, in text that uses `{{`, a `}}` that closes neither a slot nor two `{`
+of the literal text. So JSON text (`{"a": {"b": "{{ x.id }}"}}`) and a lone `{` or
+`}` stay text, and a `}}` in text without `{{` is ordinary text.
+
 A slot that is a dotted path (`fetch-data.body.items.0`) is resolved directly:
 keys and list indexes only, never attributes, and a miss names its path.
 Anything richer (`input.name | upper`, `a.n * 2 > 10`) is a Jinja expression,
@@ -40,6 +45,8 @@ NODES = "nodes"  # nodes["fetch-data"].x, for ids a Jinja expression cannot spel
 
 _ESCAPED_DOLLAR = "\x00"  # NUL never survives input checks, so it cannot collide
 _DOLLAR = re.compile(r"\$\{([^{}]*)\}")
+_DOLLAR_OPEN = re.compile(r"\$\{")
+_BRACES = re.compile(r"\{|\}+")  # an opening brace, or a run of closing ones
 _SLOT = re.compile(r"\{\{((?:(?!\}\}).)*)\}\}", re.S)
 _ONE_SLOT = re.compile(r"^\s*\{\{((?:(?!\}\}).)*)\}\}\s*$", re.S)
 _PATH = re.compile(r"^\s*([A-Za-z0-9_][A-Za-z0-9_-]*)((?:\.[A-Za-z0-9_-]+)*)\s*$")
@@ -171,6 +178,37 @@ def _literal(text: str) -> str:
     return text.replace(_ESCAPED_DOLLAR, "$")
 
 
+def _quoted(source: str, start: int, end: int | None = None) -> str:
+    """A piece of a template for a message, as written (up to 30 characters)."""
+    piece = source[start : start + 30 if end is None else end].replace(_ESCAPED_DOLLAR, "$$")
+    return repr(piece if end is not None or len(source) - start <= 30 else piece + "...")
+
+
+def _unpaired(text: str) -> str | None:
+    """Why the template's delimiters do not pair up, or None when they do."""
+    escaped = text.replace("$${", _ESCAPED_DOLLAR + "{")
+    for opening in _DOLLAR_OPEN.finditer(escaped):
+        if not _DOLLAR.match(escaped, opening.start()):
+            return f"{_quoted(escaped, opening.start())} is not closed: `${{` needs a `}}` with no brace inside"
+    source = _DOLLAR.sub(_from_dollar, escaped)
+    depth, position = 0, 0  # depth: the literal text's `{` not closed yet
+    for slot in [*_SLOT.finditer(source), None]:
+        end = len(source) if slot is None else slot.start()
+        opening = source.find("{{", position, end)
+        if opening >= 0:  # no `}}` follows it, or _SLOT would have matched from there
+            return f"{_quoted(source, opening)} is not closed: `{{{{` needs a `}}}}`"
+        for brace in _BRACES.finditer(source, position, end):
+            if brace[0] == "{":
+                depth += 1
+                continue
+            if "{{" in text and len(brace[0]) - depth >= 2:
+                before = _quoted(source, max(position, brace.start() - 25), brace.end())
+                return f"{before} has a `}}}}` that closes no `{{{{`"
+            depth = max(depth - len(brace[0]), 0)
+        position = len(source) if slot is None else slot.end()
+    return None
+
+
 def walk(config: Any, path: str = "") -> Iterator[tuple[str, str]]:
     """(path, text) of every templated string in a config, keys included in the path."""
     if isinstance(config, Mapping):
@@ -207,12 +245,15 @@ def _expression_roots(expression: str) -> frozenset[str]:
 @lru_cache(maxsize=4096)
 def references(text: str) -> frozenset[str]:
     """The root names a template reads: node ids, or `input`. TemplateResolutionError if it
-    has a statement or a slot that does not parse."""
+    has a statement, a delimiter that pairs with nothing, or a slot that does not parse."""
     if "{%" in text or "{#" in text:
         raise TemplateResolutionError(
             f"template {text!r}: statements and comments ({{% %}}, {{# #}}) are not supported; "
             "use {{ expressions }}"
         )
+    unpaired = _unpaired(text)
+    if unpaired:
+        raise TemplateResolutionError(f"template {text!r}: {unpaired}")
     roots: set[str] = set()
     for expression in _SLOT.findall(normalise(text)):
         path = _path(expression)

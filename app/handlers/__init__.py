@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Iterable
 from importlib.metadata import entry_points
 
-from app.handlers import basic, data, flow, http, llm  # noqa: F401  (registers by import)
+from app.handlers import basic, data, flow, http, llm, peer_a, peers  # noqa: F401  (registers by import)
 from app.handlers.registry import Handler, HandlerError, NodeContext, handler, registry
 
 __all__ = ["Handler", "HandlerError", "NodeContext", "handler", "load_extensions", "load_modules", "registry"]

@@ -45,6 +45,7 @@ class RunMode(StrEnum):
 
 
 MAX_LOG_LINES = 1000
+STEPWISE, PEER_A = "stepwise", "peer-a"  # the dialects a handler's config templates may follow
 LEVELS = ("debug", "info", "warning", "error")
 _LEVEL_ALIASES = {"warn": "warning", "critical": "error", "fatal": "error", "exception": "error"}
 
@@ -170,6 +171,10 @@ class Handler:
     # peer engines named them; resolved when read, not stored twice.
     output_aliases: Mapping[str, str] = field(default_factory=dict)
     mode: RunMode = RunMode.EXCLUSIVE
+    # Whose rules its config's templates follow: Stepwise's (app/domain/templates.py), or
+    # peer-a's (app/domain/peer_a.py: two-segment placeholders, Python text, a miss left as
+    # written, any completed node readable), for the handlers of peer-a's dialect.
+    dialect: str = STEPWISE
 
     @cached_property
     def config_schema(self) -> ma.Schema:
@@ -222,6 +227,11 @@ class HandlerRegistry:
         handler = self._handlers.get(name)
         return handler.readable(output) if handler else output
 
+    def dialect(self, name: str) -> str:
+        """Whose template rules the handler's configs follow (Stepwise's for a name it does not know)."""
+        handler = self._handlers.get(name)
+        return handler.dialect if handler else STEPWISE
+
     def mode(self, name: str) -> RunMode:
         """How a worker runs the handler's nodes (EXCLUSIVE for a name it does not know)."""
         handler = self._handlers.get(name)
@@ -271,6 +281,7 @@ def handler(
     dry_run: HandlerFunc | None = None,
     output_aliases: Mapping[str, str] | None = None,
     mode: RunMode = RunMode.EXCLUSIVE,
+    dialect: str = STEPWISE,
     into: HandlerRegistry | None = None,
 ) -> Callable[[HandlerFunc], HandlerFunc]:
     """Register the decorated function as the handler `name`; `dry_run` stands in for
@@ -291,6 +302,7 @@ def handler(
                 dry_run,
                 dict(output_aliases or {}),
                 mode,
+                dialect,
             )
         )
         return func

@@ -19,6 +19,8 @@ class HandlerServices:
     llm_base_url: str
     llm_api_key: str
     llm_timeout_seconds: float
+    # The peers' simulated handlers wait as the peers' do, times this (0: not at all).
+    simulated_latency: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: Settings, redis: Redis | None) -> HandlerServices:
@@ -31,4 +33,5 @@ class HandlerServices:
             llm_base_url=settings.llm_base_url.rstrip("/"),
             llm_api_key=settings.llm_api_key,
             llm_timeout_seconds=settings.llm_timeout_seconds,
+            simulated_latency=settings.simulated_latency,
         )

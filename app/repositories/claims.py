@@ -44,8 +44,11 @@ class ClaimedNode:
     dry_run: bool = False  # its execution is a dry run: outbound handlers do not call out
 
 
-# The node's definition and its execution's input, as a claim returns them.
-_CLAIMED_COLUMNS = """c.id, c.execution_id, e.workflow_id, c.node_id, c.attempt, wn.handler, wn.config,
+# The node's definition (its config with the trigger's overrides over it) and its
+# execution's input, as a claim returns them.
+_CLAIMED_COLUMNS = """c.id, c.execution_id, e.workflow_id, c.node_id, c.attempt, wn.handler,
+                   CASE WHEN e.node_params IS NULL THEN wn.config
+                        ELSE wn.config || COALESCE(e.node_params -> c.node_id, '{}') END AS config,
                    wn.timeout_seconds, wn.dependencies, wn.dependents, e.input, e.correlation_id,
                    wn.retry_policy, c.wake_at, e.dry_run"""
 # Both keys of workflow_nodes' primary key, so each node is one index probe.

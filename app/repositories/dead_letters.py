@@ -30,8 +30,9 @@ def page(
     node_id: str | None,
     limit: int,
     offset: int,
+    oldest_first: bool = False,
 ) -> tuple[list[DeadLetter], int]:
-    """Dead letters, newest first, and the total that match."""
+    """Dead letters, newest first (or oldest first), and the total that match."""
     query = select(DeadLetter)
     for column, value in (
         (DeadLetter.workflow_id, workflow_id),
@@ -42,7 +43,8 @@ def page(
         if value is not None:
             query = query.where(column == value)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(DeadLetter.created_at.desc(), DeadLetter.id).limit(limit).offset(offset))
+    when = DeadLetter.created_at.asc() if oldest_first else DeadLetter.created_at.desc()
+    rows = session.scalars(query.order_by(when, DeadLetter.id).limit(limit).offset(offset))
     return list(rows), total
 
 

@@ -22,11 +22,11 @@ _INSERT = Prepared(
     "insert_execution",
     """
     WITH inserted AS (
-        INSERT INTO executions (id, workflow_id, status, idempotency_key, request_fingerprint, input, correlation_id,
-                                nodes_total, node_counts, scheduled_at, max_retries, dry_run, attempt,
-                                started_at, deadline_at)
-        VALUES (:id, :workflow_id, :status, :idempotency_key, :fingerprint, :input, :correlation_id,
-                :nodes_total, :node_counts, :scheduled_at, :max_retries, :dry_run, 1,
+        INSERT INTO executions (id, workflow_id, status, idempotency_key, request_fingerprint, input, node_params,
+                                correlation_id, nodes_total, node_counts, scheduled_at, max_retries, dry_run,
+                                attempt, started_at, deadline_at)
+        VALUES (:id, :workflow_id, :status, :idempotency_key, :fingerprint, :input, :node_params,
+                :correlation_id, :nodes_total, :node_counts, :scheduled_at, :max_retries, :dry_run, 1,
                 CASE WHEN :status = 'RUNNING' THEN now() END,
                 CASE WHEN :status = 'RUNNING' AND :timeout_seconds IS NOT NULL
                      THEN now() + make_interval(secs => :timeout_seconds) END)
@@ -49,13 +49,14 @@ _INSERT = Prepared(
         ("idempotency_key", "text"),
         ("fingerprint", "text"),
         ("input", "jsonb"),
+        ("node_params", "jsonb"),
         ("correlation_id", "text"),
         ("nodes_total", "integer"),
         ("node_counts", "jsonb"),
         ("scheduled_at", "timestamptz"),
         ("max_retries", "integer"),
         ("dry_run", "boolean"),
-        ("timeout_seconds", "integer"),
+        ("timeout_seconds", "double precision"),
         ("events", "text[]"),
         ("messages", "text[]"),
         ("details", "text[]"),
@@ -64,7 +65,7 @@ _INSERT = Prepared(
 
 
 def insert(
-    session: Session, values: dict[str, Any], timeout_seconds: int | None, entries: Sequence[LogEntry]
+    session: Session, values: dict[str, Any], timeout_seconds: float | None, entries: Sequence[LogEntry]
 ) -> Execution | None:
     """Insert an execution with its first audit rows, in one statement; None when
     (workflow_id, idempotency_key) is taken. A RUNNING one starts now (its deadline
@@ -78,6 +79,7 @@ def insert(
         {
             **values,
             "input": json.dumps(values["input"]),
+            "node_params": json.dumps(values["node_params"]) if values["node_params"] else None,
             "node_counts": json.dumps(values["node_counts"]),
             "timeout_seconds": timeout_seconds,
             "events": [e.event for e in entries],
@@ -238,21 +240,37 @@ def lock(session: Session, execution_id: uuid.UUID) -> ExecutionStatus | None:
 
 _LOCK_MANY = Prepared(
     "lock_executions",
-    "SELECT id, status, node_counts FROM executions WHERE id = ANY(:ids) ORDER BY id FOR NO KEY UPDATE",
+    """
+    SELECT id, status, node_counts, deadline_at IS NOT NULL AND deadline_at < now() AS past_deadline
+    FROM executions WHERE id = ANY(:ids) ORDER BY id FOR NO KEY UPDATE
+    """,
     [("ids", "uuid[]")],
 )
 
 
-def lock_many(session: Session, execution_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, ExecutionStatus]:
-    """lock() for several executions at once, in id order (the global lock order); their
-    node counts are remembered for the rest of the transaction (node_counts.settle)."""
+def lock_many(session: Session, execution_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, tuple[ExecutionStatus, bool]]:
+    """lock() for several executions at once, in id order (the global lock order): each
+    one's status, and whether its deadline has passed. Their node counts are remembered for
+    the rest of the transaction (node_counts.settle)."""
     if not execution_ids:
         return {}
-    statuses = {}
+    locked = {}
     for row in _LOCK_MANY.execute(session, {"ids": list(execution_ids)}):
-        statuses[row.id] = ExecutionStatus(row.status)
-        node_counts.remember(session, row.id, statuses[row.id], row.node_counts)
-    return statuses
+        status = ExecutionStatus(row.status)
+        locked[row.id] = (status, row.past_deadline)
+        node_counts.remember(session, row.id, status, row.node_counts)
+    return locked
+
+
+def fails_fast(session: Session, execution_id: uuid.UUID) -> bool:
+    """Whether the execution's workflow fails fast (a node failing for good ends it at once)."""
+    return bool(
+        session.scalar(
+            select(Workflow.fail_fast)
+            .join(Execution, Execution.workflow_id == Workflow.id)
+            .where(Execution.id == execution_id)
+        )
+    )
 
 
 def _due(session: Session, status: ExecutionStatus, column: Any, limit: int) -> list[uuid.UUID]:

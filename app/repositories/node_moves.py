@@ -421,10 +421,12 @@ class ChildState:
     dependents: list[str]
     trigger_rule: str = "all_success"
     guard: str | None = None
+    condition: str | None = None  # a guard in peer-a's grammar
 
 
 _CHILD_COLUMNS = """ne.id, ne.node_id, ne.status, cardinality(wn.dependencies) AS parents, ne.remaining_deps,
-                    ne.failed_parents, ne.skipped_parents, wn.handler, wn.dependents, wn.trigger_rule, wn.guard"""
+                    ne.failed_parents, ne.skipped_parents, wn.handler, wn.dependents, wn.trigger_rule, wn.guard,
+                    wn.condition"""
 
 
 def children(rows: Sequence[Any]) -> list[ChildState]:
@@ -442,6 +444,7 @@ def children(rows: Sequence[Any]) -> list[ChildState]:
             list(r.dependents),
             r.trigger_rule,
             r.guard,
+            r.condition,
         )
         for r in rows
     ]

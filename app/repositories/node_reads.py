@@ -91,6 +91,7 @@ def root_states(session: Session, execution_id: uuid.UUID, workflow_id: uuid.UUI
             WorkflowNode.dependents,
             WorkflowNode.trigger_rule,
             WorkflowNode.guard,
+            WorkflowNode.condition,
         )
         .join(WorkflowNode, (WorkflowNode.workflow_id == workflow_id) & (WorkflowNode.node_id == NE.node_id))
         .where(NE.execution_id == execution_id, NE.status == NodeStatus.PENDING, NE.remaining_deps == 0)

@@ -49,23 +49,25 @@ class NodeRow:
     when_expression: str | None
     branch: bool | None
     guard: str | None
+    condition: str | None = None
 
 
 _INSERT_NODES = Prepared(
     "insert_workflow_nodes",
     """
     INSERT INTO workflow_nodes (workflow_id, node_id, handler, config, dependencies, dependents, timeout_seconds,
-                                retry_policy, position, step_order, trigger_rule, when_expression, branch, guard)
+                                retry_policy, position, step_order, trigger_rule, when_expression, branch, guard,
+                                condition)
     SELECT :workflow_id, n.node_id, n.handler, n.config,
            ARRAY(SELECT jsonb_array_elements_text(n.dependencies)),
            ARRAY(SELECT jsonb_array_elements_text(n.dependents)),
            n.timeout_seconds, n.retry_policy, n.position, n.step_order, n.trigger_rule, n.when_expression, n.branch,
-           n.guard
+           n.guard, n.condition
     FROM unnest(:node_ids, :handlers, CAST(:configs AS jsonb[]), CAST(:dependencies AS jsonb[]),
                 CAST(:dependents AS jsonb[]), :timeouts, CAST(:retry_policies AS jsonb[]), :positions, :step_orders,
-                :trigger_rules, :whens, :branches, :guards)
+                :trigger_rules, :whens, :branches, :guards, :conditions)
          AS n(node_id, handler, config, dependencies, dependents, timeout_seconds, retry_policy, position,
-              step_order, trigger_rule, when_expression, branch, guard)
+              step_order, trigger_rule, when_expression, branch, guard, condition)
     """,
     [
         ("workflow_id", "uuid"),
@@ -82,6 +84,7 @@ _INSERT_NODES = Prepared(
         ("whens", "text[]"),
         ("branches", "boolean[]"),
         ("guards", "text[]"),
+        ("conditions", "text[]"),
     ],
 )
 
@@ -112,6 +115,7 @@ def insert_nodes(
             when_expression=node.when,
             branch=node.branch,
             guard=guards.get(node.node_id),
+            condition=node.condition,
         )
         for i, node in enumerate(nodes)
     ]
@@ -133,6 +137,7 @@ def insert_nodes(
                 "whens": [r.when_expression for r in rows],
                 "branches": [r.branch for r in rows],
                 "guards": [r.guard for r in rows],
+                "conditions": [r.condition for r in rows],
             },
         )
     return rows
@@ -263,8 +268,8 @@ def transition(session: Session, workflow: Workflow, target: WorkflowStatus, **v
     return moved
 
 
-_COLUMNS = """id, name, version, status, description, metadata, timeout_seconds, adhoc, created_at, updated_at,
-              activated_at"""
+_COLUMNS = """id, name, version, status, description, metadata, timeout_seconds, adhoc, fail_fast, created_at,
+              updated_at, activated_at"""
 # FOR SHARE: an archive waits for the trigger that read the row to commit, so no run starts after it.
 _BY_ID = Prepared(
     "workflow_for_trigger", f"SELECT {_COLUMNS} FROM workflows WHERE id = :id FOR SHARE", [("id", "uuid")]

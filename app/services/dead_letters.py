@@ -22,8 +22,9 @@ def list_dead_letters(
     node_id: str | None,
     limit: int,
     offset: int,
+    oldest_first: bool = False,
 ) -> tuple[list[DeadLetter], int]:
-    """A page of dead letters, newest first, and the total that match."""
+    """A page of dead letters, newest first (or oldest first), and the total that match."""
     with session.begin():
         return dead_letters_repo.page(
             session,
@@ -33,6 +34,7 @@ def list_dead_letters(
             node_id=node_id,
             limit=limit,
             offset=offset,
+            oldest_first=oldest_first,
         )
 
 

@@ -16,7 +16,13 @@ from sqlalchemy.orm import Session
 from app import metrics
 from app.dispatch import Dispatcher, NodeJob
 from app.domain import dag
-from app.domain.errors import ConflictError, IdempotencyKeyMismatchError, NotFoundError, OverloadedError
+from app.domain.errors import (
+    ConflictError,
+    IdempotencyKeyMismatchError,
+    NotFoundError,
+    OverloadedError,
+    UnprocessableError,
+)
 from app.domain.states import NODE_FINISHED, ExecutionStatus, NodeStatus, WorkflowStatus
 from app.handlers import registry
 from app.models import Execution, NodeExecution, Workflow
@@ -43,6 +49,8 @@ class TriggerRequest:
     max_retries: int = 0  # automatic retries of the whole execution if it fails
     dry_run: bool = False  # outbound handlers answer with synthetic responses
     start: bool = True  # False: stay PENDING until triggered (the peers' submit, then trigger)
+    # Config overrides for this run, by node id: merged over those nodes' configs.
+    node_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         """SHA-256 of the request's meaning: the same body in any key order hashes the same."""
@@ -53,8 +61,11 @@ class TriggerRequest:
             "scheduled_at": self.scheduled_at.isoformat() if self.scheduled_at else None,
             "max_retries": self.max_retries,
         }
-        if self.dry_run:  # only when set, so fingerprints stored before it existed still match
+        # Only when set, so fingerprints stored before these existed still match.
+        if self.dry_run:
             body["dry_run"] = True
+        if self.node_params:
+            body["node_params"] = self.node_params
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -82,7 +93,11 @@ class ExecutionView:
 
 
 def trigger(
-    session: Session, dispatcher: Dispatcher, request: TriggerRequest, admission: Admission | None = None
+    session: Session,
+    dispatcher: Dispatcher,
+    request: TriggerRequest,
+    admission: Admission | None = None,
+    limits: dag.Limits | None = None,
 ) -> ExecutionView:
     """Create and start an execution, or return the one this idempotency key already made.
 
@@ -118,6 +133,10 @@ def trigger(
                 f"workflow {workflow.name!r} v{workflow.version} is {workflow.status}; only an active workflow runs",
                 details={"current_status": workflow.status},
             )
+        if request.node_params:
+            problems = workflows.override_problems(session, workflow.id, request.node_params, limits or dag.Limits())
+            if problems:
+                raise UnprocessableError("node_params are not valid for this workflow", problems=problems)
         view, jobs = create(session, dispatcher, workflow, request)
     dispatcher.enqueue(jobs)
     return view
@@ -253,6 +272,7 @@ def _execution_row(
         "idempotency_key": request.idempotency_key,
         "fingerprint": request.fingerprint() if request.idempotency_key else None,
         "input": request.input,
+        "node_params": request.node_params,
         "correlation_id": request.correlation_id,
         "nodes_total": node_count,
         "node_counts": counts,

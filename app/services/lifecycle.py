@@ -30,24 +30,31 @@ from app.services import progress
 from app.services.admission import Admission
 
 
-def deadline_from_now(seconds: int | None) -> Any:
+def deadline_from_now(seconds: float | None) -> Any:
     """SQL for now + seconds, or None for no deadline."""
     return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, seconds) if seconds else None
 
 
 def start(
-    session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID, workflow: Workflow, dry_run: bool | None = None
+    session: Session,
+    dispatcher: Dispatcher,
+    execution_id: uuid.UUID,
+    workflow: Workflow,
+    dry_run: bool | None = None,
+    input: dict[str, Any] | None = None,
 ) -> list[NodeJob]:
-    """PENDING -> RUNNING (its deadline counting from now, a dry run if `dry_run` says so),
-    then settle the root nodes like any other (a root may have a `when`); the jobs to
-    enqueue after commit."""
-    mode = {} if dry_run is None else {"dry_run": dry_run}
+    """PENDING -> RUNNING (its deadline counting from now, a dry run if `dry_run` says so,
+    with `input` as its input if given), then settle the root nodes like any other (a root
+    may have a `when`); the jobs to enqueue after commit."""
+    mode: dict[str, Any] = {} if dry_run is None else {"dry_run": dry_run}
+    if input is not None:
+        mode["input"] = input
     moved = executions_repo.transition(
         session,
         execution_id,
         ExecutionStatus.RUNNING,
         message="execution started" + (" (dry run)" if dry_run else ""),
-        details=mode,
+        details={} if dry_run is None else {"dry_run": dry_run},
         started_at=func.now(),
         deadline_at=deadline_from_now(workflow.timeout_seconds),
         **mode,
@@ -63,15 +70,23 @@ def start(
 def conclude(session: Session, execution_id: uuid.UUID, countdown: Countdown) -> None:
     """End a RUNNING execution with nothing left to run: COMPLETED, or FAILED if a node
     failed (whatever ran after it: a cleanup node with all_done does not make a failed run
-    a success)."""
-    if countdown.unfinished > 0 or countdown.status != ExecutionStatus.RUNNING:
+    a success); or, when its workflow fails fast, at the first failure."""
+    if countdown.status != ExecutionStatus.RUNNING:
+        return
+    if countdown.unfinished > 0:
+        if countdown.failures and executions_repo.fails_fast(session, execution_id):
+            # Fails fast: what has not finished is cancelled; a late result does not count.
+            _stop_nodes(session, execution_id, "a node failed and the workflow fails fast")
+            fail(session, execution_id, _failed_nodes_error(countdown.failures))
         return
     if countdown.failures:
-        failed = countdown.failures
-        error = {"reason": "node_failed", "message": f"{failed} node(s) failed", "failed_nodes": failed}
-        fail(session, execution_id, error)
+        fail(session, execution_id, _failed_nodes_error(countdown.failures))
     elif executions_repo.complete(session, execution_id):
         count_finished(session, ExecutionStatus.COMPLETED)
+
+
+def _failed_nodes_error(failed: int) -> dict[str, Any]:
+    return {"reason": "node_failed", "message": f"{failed} node(s) failed", "failed_nodes": failed}
 
 
 def fail(session: Session, execution_id: uuid.UUID, error: dict[str, Any]) -> None:
@@ -219,6 +234,26 @@ def start_or_rerun(
     return outcome
 
 
+def start_pending(
+    session: Session,
+    dispatcher: Dispatcher,
+    execution_id: uuid.UUID,
+    input: dict[str, Any] | None,
+    admission: Admission | None = None,
+) -> bool:
+    """peer-a's trigger: start a PENDING execution (with `input` as its input, when given);
+    leave any other alone. Whether it started."""
+    with session.begin():
+        if _lock(session, execution_id) != ExecutionStatus.PENDING:
+            return False
+        if admission is not None:
+            admission.check()
+        _, workflow = _with_workflow(session, execution_id)
+        jobs = start(session, dispatcher, execution_id, workflow, input=input)
+    dispatcher.enqueue(jobs)
+    return True
+
+
 def resume_due(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) -> bool:
     """The scheduler's automatic retry of a RETRYING execution whose time has come."""
     with session.begin():
@@ -330,19 +365,26 @@ def start_scheduled(session: Session, dispatcher: Dispatcher, execution_id: uuid
 
 
 def expire_deadline(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) -> bool:
-    """A RUNNING execution past its deadline fails with reason `timeout`: running nodes
-    are stopped, unfinished ones CANCELLED. Automatic retries still apply."""
+    """The scheduler's: a RUNNING execution past its deadline fails (see expire)."""
     with session.begin():
         if executions_repo.lock(session, execution_id) != ExecutionStatus.RUNNING:
             return False
-        execution, workflow = _with_workflow(session, execution_id)
+        execution, _ = _with_workflow(session, execution_id)
         if execution.deadline_at is None or not executions_repo.is_past(session, execution.deadline_at):
             return False  # resumed with a new deadline since the scheduler looked
-        stopped = _stop_nodes(session, execution_id, "execution deadline passed")
-        error: dict[str, Any] = {
-            "reason": "timeout",
-            "message": f"the execution ran past its {workflow.timeout_seconds}s deadline",
-        }
-        fail(session, execution_id, error)
+        stopped = expire(session, execution_id)
     dispatcher.stop(stopped)
     return True
+
+
+def expire(session: Session, execution_id: uuid.UUID) -> list[tuple[str | None, uuid.UUID]]:
+    """A RUNNING execution past its deadline (the caller holds its lock) fails with reason
+    `timeout`: its unfinished nodes are CANCELLED, so a result that comes after the deadline
+    does not count. Automatic retries still apply. (worker, node) of the nodes that were
+    running, for the caller to tell to stop."""
+    _, workflow = _with_workflow(session, execution_id)
+    stopped = _stop_nodes(session, execution_id, "execution deadline passed")
+    deadline = f"{workflow.timeout_seconds:g}s deadline" if workflow.timeout_seconds else "deadline"
+    error: dict[str, Any] = {"reason": "timeout", "message": f"the execution ran past its {deadline}"}
+    fail(session, execution_id, error)
+    return stopped

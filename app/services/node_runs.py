@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session
 
 from app import metrics
 from app.dispatch import Dispatcher, NodeJob
-from app.domain import templates
+from app.domain import peer_a, templates
 from app.domain.states import ExecutionStatus, NodeStatus
 from app.handlers import registry
-from app.handlers.registry import LogLine, clean_text
+from app.handlers.registry import PEER_A, LogLine, clean_text
 from app.repositories import audit, claims, node_moves
 from app.repositories import dead_letters as dead_letters_repo
 from app.repositories import executions as executions_repo
@@ -101,14 +101,21 @@ def _reading(session: Session) -> Iterator[None]:
 
 def resolve_config(session: Session, node: ClaimedNode, known: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The node's config with its templates resolved against the execution input and the
-    outputs of the ancestors they name (TemplateResolutionError naming the path). `known`:
-    outputs this process already holds, as templates read them, by node id."""
-    roots = templates.config_references(node.config) - {templates.INPUT}
+    outputs of the nodes they name (TemplateResolutionError naming the path), by the rules
+    of its handler's dialect. `known`: outputs this process already holds, as templates
+    read them, by node id."""
+    peer = registry.dialect(node.handler) == PEER_A
+    if peer:
+        roots = peer_a.config_references(node.config)
+    else:
+        roots = templates.config_references(node.config) - {templates.INPUT}
     outputs = {node_id: known[node_id] for node_id in roots if known and node_id in known}
     missing = roots - outputs.keys()
     if missing:
         with _reading(session):
             outputs.update(progress.readable_outputs(session, node.execution_id, missing))
+    if peer:  # peer-a reads any completed node, and the trigger's params; a miss stays as written
+        return peer_a.resolve(node.config, outputs, node.input)
     return templates.resolve(node.config, {templates.INPUT: node.input, **outputs})
 
 
@@ -127,15 +134,19 @@ class Recording:
     def __init__(self, session: Session, dispatcher: Dispatcher) -> None:
         self.session, self.dispatcher = session, dispatcher
         self.jobs: list[NodeJob] = []
-        self._locked: dict[uuid.UUID, ExecutionStatus] = {}
+        self._locked: set[uuid.UUID] = set()
 
     def record(self, outcomes: Sequence[Outcome], continuation: Continuation | None = None) -> Recorded:
-        """Record these outcomes; continue into ready children if `continuation` allows."""
+        """Record these outcomes; continue into ready children if `continuation` allows. An
+        execution found past its deadline fails first, so what came after it does not count."""
         by_execution: dict[uuid.UUID, list[Outcome]] = defaultdict(list)
         for outcome in outcomes:
             by_execution[outcome.node.execution_id].append(outcome)
         new = [execution_id for execution_id in by_execution if execution_id not in self._locked]
-        self._locked.update(executions_repo.lock_many(self.session, new))
+        for execution_id, (status, past_deadline) in executions_repo.lock_many(self.session, new).items():
+            self._locked.add(execution_id)
+            if past_deadline and status == ExecutionStatus.RUNNING:
+                lifecycle.expire(self.session, execution_id)  # the scheduler's tick has not come yet
         recorded = Recorded()
         before = len(continuation.claimed) if continuation else 0
         for execution_id in sorted(by_execution):

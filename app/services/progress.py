@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.dispatch import Dispatcher, NodeJob, single_job_id
-from app.domain import templates
+from app.domain import peer_a, templates
 from app.domain.states import NODE_PARENT_FAILED, NodeStatus
 from app.domain.trigger_rules import Readiness, decide
 from app.handlers import registry
@@ -127,6 +127,12 @@ class _Guards:
 
     def holds(self, child: ChildState) -> tuple[bool, str | None]:
         """(whether the child may run, why not)."""
+        if child.condition:
+            refs = peer_a.references(child.condition)
+            outputs = readable_outputs(self.session, self.execution_id, set(refs)) if refs else {}
+            if peer_a.condition_holds(child.condition, outputs, self._execution_input()):
+                return True, None
+            return False, f"condition is false: {child.condition}"
         if not child.guard:
             return True, None
         try:

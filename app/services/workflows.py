@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -14,6 +14,7 @@ from app.domain import dag
 from app.domain.errors import ConflictError, InvalidWorkflowError, NotFoundError, Problem
 from app.domain.states import WorkflowStatus
 from app.handlers import registry
+from app.handlers.registry import STEPWISE
 from app.models import Workflow, WorkflowNode
 from app.repositories import audit
 from app.repositories import workflows as workflows_repo
@@ -26,8 +27,9 @@ class WorkflowDraft:
     metadata: dict[str, Any] = field(default_factory=dict)
     nodes: Sequence[dag.NodeSpec] = ()
     activate: bool = False
-    timeout_seconds: int | None = None  # each execution's deadline, from its start
+    timeout_seconds: float | None = None  # each execution's deadline, from its start
     adhoc: bool = False  # submitted with its run; never picked by a trigger by name
+    fail_fast: bool = False  # a node failing for good fails the execution at once
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,8 @@ class WorkflowDetail:
 
 def problems_of(nodes: Sequence[dag.NodeSpec], limits: dag.Limits) -> list[Problem]:
     """Structural problems and each node's config problems, all at once."""
-    problems = dag.find_problems(nodes, registry.names(), limits)
+    foreign = {n.node_id for n in nodes if registry.dialect(n.handler) != STEPWISE}
+    problems = dag.find_problems(nodes, registry.names(), limits, foreign)
     for node in nodes:
         problems.extend(registry.config_problems(node.node_id, node.handler, node.config))
     return problems
@@ -74,6 +77,7 @@ def store(session: Session, draft: WorkflowDraft, nodes: Sequence[dag.NodeSpec])
         meta=draft.metadata,
         timeout_seconds=draft.timeout_seconds,
         adhoc=draft.adhoc,
+        fail_fast=draft.fail_fast,
         activated_at=func.now() if draft.activate else None,
     )
     session.add(workflow)
@@ -92,6 +96,27 @@ def store(session: Session, draft: WorkflowDraft, nodes: Sequence[dag.NodeSpec])
     return WorkflowDetail(workflow, rows)
 
 
+def override_problems(
+    session: Session, workflow_id: uuid.UUID, node_params: Mapping[str, Mapping[str, Any]], limits: dag.Limits
+) -> list[Problem]:
+    """What is wrong with a trigger's config overrides (`node_params`), checked as a
+    definition is once they are merged over the nodes' configs, each named by
+    `node_params.<node id>...`. Reads the workflow's nodes (in the caller's transaction)."""
+    nodes = {row.node_id: row for row in workflows_repo.nodes_of(session, workflow_id)}
+    specs = {node_id: _spec(row) for node_id, row in nodes.items()}
+    problems: list[Problem] = []
+    for node_id, overrides in node_params.items():
+        where = f"node_params.{node_id}"
+        if node_id not in nodes:
+            problems.append(Problem(where, f"the workflow has no node {node_id!r}", "unknown_node"))
+            continue
+        spec = replace(specs[node_id], config={**nodes[node_id].config, **overrides})
+        found = [*dag.config_size_problems(spec, limits), *registry.config_problems(node_id, spec.handler, spec.config)]
+        found += dag.template_problems([*(s for s in specs.values() if s.node_id != node_id), spec], only=node_id)
+        problems += [replace(p, field=f"{where}.{p.field.removeprefix('config.')}") for p in found]
+    return problems
+
+
 def _spec(node: workflows_repo.NodeRow) -> dag.NodeSpec:
     return dag.NodeSpec(
         node.node_id,
@@ -104,6 +129,7 @@ def _spec(node: workflows_repo.NodeRow) -> dag.NodeSpec:
         node.trigger_rule,
         node.when_expression,
         node.branch,
+        node.condition,
     )
 
 
@@ -154,19 +180,7 @@ def activate(session: Session, workflow_id: uuid.UUID, limits: dag.Limits) -> Wo
         workflow = _locked(session, workflow_id)
         nodes = workflows_repo.nodes_of(session, workflow_id)
         if workflow.status == WorkflowStatus.DRAFT:
-            specs = [
-                dag.NodeSpec(
-                    n.node_id,
-                    n.handler,
-                    tuple(n.dependencies),
-                    n.config,
-                    n.timeout_seconds,
-                    n.step_order,
-                    n.retry_policy,
-                )
-                for n in nodes
-            ]
-            problems = problems_of(specs, limits)
+            problems = problems_of([_spec(n) for n in nodes], limits)
             if problems:
                 raise InvalidWorkflowError(f"workflow {workflow.name!r} cannot be activated", problems=problems)
         return WorkflowDetail(_move(session, workflow, WorkflowStatus.ACTIVE, activated_at=func.now()), nodes)

@@ -153,3 +153,19 @@ def test_any_rfc3339_offset_names_an_instant(client: FlaskClient, define: Callab
     early = client.get(logs_url, query_string={"since": "0001-01-01T00:00+01:00"})
     assert early.status_code == 422 and "range" in early.get_data(as_text=True)
     assert client.post(f"/api/v1/executions/{created.json['id']}/cancel").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/api/v1/workflows", {"name": "   "}, 422),
+        ("/api/v1/workflows", {"name": "\t\n"}, 422),
+        ("/api/v1/executions", {"workflow_name": "  "}, 422),
+        ("/workflow", {"name": " ", "nodes": [{"id": "a", "handler": "noop"}]}, 400),
+    ],
+    ids=["spaces", "tab and newline", "trigger by blank name", "peer submit"],
+)
+def test_a_blank_name_is_refused_naming_the_field(client: FlaskClient, path: str, body: Any, status: int) -> None:
+    response = client.post(path, json=body)
+    assert response.status_code == status, response.json
+    assert [p["field"] for p in response.json["errors"]] == [next(iter(body))]

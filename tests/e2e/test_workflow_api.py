@@ -194,3 +194,34 @@ def test_health_is_cheap_and_ready_checks_everything(client: FlaskClient) -> Non
     ready = client.get("/ready")
     assert ready.status_code == 200
     assert ready.json == {"status": "ready", "database": "ok", "migrations": "ok", "redis": "ok"}
+
+
+def test_an_unclosed_template_is_refused_at_definition_by_both_apis(client: FlaskClient) -> None:
+    nodes = [
+        {"id": "a", "handler": "noop"},
+        {"id": "b", "handler": "noop", "dependencies": ["a"], "config": {"body": "{{ a.result"}},
+        {"id": "c", "handler": "noop", "dependencies": ["a"], "config": {"x": "${a.output.x"}},
+        {"id": "d", "handler": "noop", "dependencies": ["a"], "config": {"x": "{{ a.ok }} a.id }}"}},
+        {"id": "json", "handler": "noop", "dependencies": ["a"], "config": {"x": '{"a": {"b": "{{ a.ok }}"}}'}},
+    ]
+    expected = {("b", "config.body", "invalid_template"), ("c", "config.x", "invalid_template")}
+    expected.add(("d", "config.x", "invalid_template"))
+    assert problems(client.post("/api/v1/workflows", json={"name": unique(), "nodes": nodes})) == expected
+    peer = client.post("/workflow", json={"name": unique(), "nodes": nodes})
+    assert peer.status_code == 400
+    assert {(p["node_id"], p["field"], p["code"]) for p in peer.json["errors"]} == expected
+    unclosed = next(p for p in peer.json["errors"] if p["node_id"] == "b")
+    assert "not closed" in unclosed["message"]
+
+
+def test_a_name_is_trimmed_by_both_apis_and_by_a_trigger(client: FlaskClient) -> None:
+    name = unique()
+    nodes = [{"id": "a", "handler": "noop"}]
+    created = client.post("/api/v1/workflows", json={"name": f"  {name}\t", "nodes": nodes, "activate": True})
+    assert created.status_code == 201 and created.json["name"] == name
+    by_name = client.post("/api/v1/executions", json={"workflow_name": f" {name} "})
+    assert by_name.status_code == 201 and by_name.json["workflow_id"] == created.json["id"]
+    assert client.post(f"/api/v1/executions/{by_name.json['id']}/cancel").status_code == 200
+    submitted = client.post("/workflow", json={"name": f" {name}-adhoc ", "nodes": nodes})
+    assert submitted.status_code == 200, submitted.json
+    assert client.get(f"/api/v1/workflows/{submitted.json['workflow_id']}").json["name"] == f"{name}-adhoc"

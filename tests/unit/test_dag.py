@@ -175,3 +175,20 @@ def test_a_new_node_is_checked_against_the_nodes_it_names() -> None:
         ("dependencies", "self_dependency"),
     }
     assert new_node_problems(node("c", "a"), {"a"}, 3, 2, HANDLERS, Limits()) == []
+
+
+def test_an_unclosed_template_is_reported_with_its_node_and_field() -> None:
+    nodes = [
+        node("a"),
+        node("b", "a", config={"body": "{{ a.result"}),
+        node("c", "a", config={"headers": {"x": "{{ a.ok }} and a.id }}"}}),
+        node("d", "a", config={"url": "https://x/${a.output.id"}),
+        node("e", "a", when="a.ok }}"),
+        node("ok", "a", config={"body": '{"a": {"b": "{{ a.ok }}"}}', "json": '{"a": {"b": 1}}', "p": "$${x"}),
+    ]
+    assert codes(nodes) == [
+        ("b", "config.body", "invalid_template"),
+        ("c", "config.headers.x", "invalid_template"),
+        ("d", "config.url", "invalid_template"),
+        ("e", "when", "invalid_template"),
+    ]

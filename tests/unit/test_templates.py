@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -147,3 +148,37 @@ def test_guards() -> None:
     assert holds("fetch.body.user.id == 7 and input.vip", CONTEXT) is True
     assert holds("input.qty > 5", CONTEXT) is False
     assert holds("nodes['fetch-data'].ok", CONTEXT) is True
+
+
+@pytest.mark.parametrize(
+    "template,said",
+    [
+        ("{{ a.result", "'{{ a.result' is not closed"),
+        ("x {{ a.ok }} then {{ b.ok", "'{{ b.ok' is not closed"),
+        ("{{ a.ok }} and b.ok }}", "closes no"),
+        ("}} {{ a.ok }}", "closes no"),
+        ("${a.output.x", "'${a.output.x' is not closed"),
+        ("id ${input.id} of ${a.output.x", "'${a.output.x' is not closed"),
+    ],
+)
+def test_an_unpaired_delimiter_is_an_error_not_text(template: str, said: str) -> None:
+    with pytest.raises(TemplateResolutionError, match=re.escape(said)):
+        references(template)
+    with pytest.raises(TemplateResolutionError, match=re.escape(said)):
+        render(template, CONTEXT)
+
+
+@pytest.mark.parametrize(
+    "template,expected",
+    [
+        ('{"order": {"id": "{{ input.order_id }}"}}', '{"order": {"id": "A-1"}}'),  # JSON closing two objects
+        ('{"a": {"b": 1}} ${input.qty}', '{"a": {"b": 1}} 3'),
+        ("${input.qty} }} {", "3 }} {"),  # no `{{` written: `}}` is text
+        ("{ {{ input.qty }} }", "{ 3 }"),
+        ("{{ input.qty }} {a {b}}}", "3 {a {b}}}"),  # `}}` closes `{a {b`; a lone `}` stays text
+        ("cost: $${PRICE for ${input.qty}", "cost: ${PRICE for 3"),
+        ("{{ '{{' }} {{ input.qty }}", "{{ 3"),  # a literal `{{` as a slot
+    ],
+)
+def test_braces_of_ordinary_text_stay_text(template: str, expected: str) -> None:
+    assert render(template, CONTEXT) == expected

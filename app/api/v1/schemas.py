@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,8 +105,17 @@ class NodeInSchema(ma.Schema):
         )
 
 
+def _trimmed(data: Any, key: str) -> Any:
+    """The body with white space around its `key` string dropped: a name of only spaces
+    becomes "", which the field's Length(min=1) refuses, naming the field."""
+    if isinstance(data, Mapping) and isinstance(data.get(key), str):
+        return {**data, key: data[key].strip()}
+    return data
+
+
 class WorkflowBodySchema(ma.Schema):
-    """What every way of defining a workflow shares (this API's and the peers' POST /workflow)."""
+    """What every way of defining a workflow shares (this API's and the peers' POST /workflow).
+    Each declares its own `name`; it is trimmed here, for both."""
 
     description = fields.String(load_default="", validate=validate.Length(max=10_000))
     timeout_seconds = fields.Integer(
@@ -115,6 +125,10 @@ class WorkflowBodySchema(ma.Schema):
         validate=validate.Range(min=1, max=30 * 86400),
         metadata={"description": "Each execution's deadline from its start; past it the execution fails"},
     )
+
+    @ma.pre_load
+    def trim_name(self, data: Any, **_: Any) -> Any:
+        return _trimmed(data, "name")
 
 
 class WorkflowInSchema(WorkflowBodySchema):
@@ -241,6 +255,10 @@ class TriggerSchema(ma.Schema):
     def one_workflow(self, data: dict[str, Any], **_: Any) -> None:
         if ("workflow_id" in data) == ("workflow_name" in data):
             raise ma.ValidationError("give exactly one of workflow_id and workflow_name", "workflow_id")
+
+    @ma.pre_load
+    def trim_name(self, data: Any, **_: Any) -> Any:
+        return _trimmed(data, "workflow_name")
 
 
 class IdempotencyHeaderSchema(ma.Schema):
