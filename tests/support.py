@@ -36,6 +36,7 @@ class WorkerPool:
             "CIRCUIT_COOLDOWN_SECONDS": str(settings.circuit_cooldown_seconds),
             "LLM_BASE_URL": settings.llm_base_url,
             "LLM_API_KEY": settings.llm_api_key,
+            "SIMULATED_LATENCY": str(settings.simulated_latency),
             "LOG_LEVEL": "INFO",
         }
         self.log_dir = log_dir

@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -369,7 +369,7 @@ class Engine:
             except NodeOverMemory:
                 outcome = Outcome(node, failure=self._over_memory_failure(), logs=ctx.logs)
             except Exception as err:
-                outcome = _failed(node, err, ctx)
+                outcome = self._within_timeout(_failed(node, err, ctx), time.perf_counter() - started)
             _observe(outcome, time.perf_counter() - started)
         if outcome.failure is None and outcome.defer_seconds is None and not outcome.stopped:
             readable = registry.readable_output(node.handler, outcome.output)
@@ -394,19 +394,34 @@ class Engine:
 
     @contextmanager
     def _timer(self, node: ClaimedNode) -> Iterator[None]:
-        """SIGALRM after the node's timeout, raising NodeTimeout inside the handler."""
-        seconds = node.timeout_seconds or self.default_timeout
+        """SIGALRM when the node's timeout is up, raising NodeTimeout inside the handler (at
+        once if it is up already: it counts from the attempt's start, before any wait)."""
+        seconds = self._timeout(node)
+        left = seconds - node.elapsed
 
         def expired(*_: Any) -> None:
-            raise NodeTimeout(f"the node ran past its timeout of {seconds}s")
+            raise NodeTimeout(f"the node ran past its timeout of {seconds:g}s")
 
+        if left <= 0:
+            expired()
         previous = signal.signal(signal.SIGALRM, expired)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        signal.setitimer(signal.ITIMER_REAL, left)
         try:
             yield
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+
+    def _timeout(self, node: ClaimedNode) -> float:
+        return node.timeout_seconds or self.default_timeout
+
+    def _within_timeout(self, outcome: Outcome, ran: float) -> Outcome:
+        """A wait (Defer) that would end past the node's timeout is cut short: the node wakes
+        when its time is up, and times out then, whatever the handler asked."""
+        if outcome.defer_seconds is None:
+            return outcome
+        left = max(self._timeout(outcome.node) - outcome.node.elapsed - ran, 0.0)
+        return outcome if outcome.defer_seconds <= left else replace(outcome, defer_seconds=left)
 
     # CONCURRENT nodes: the pool and its recorder.
 
@@ -435,9 +450,9 @@ class Engine:
                 self.slots.give(1)
                 self._outcomes.put(self._not_started(node, err))
                 continue
-            seconds = node.timeout_seconds or self.default_timeout
+            left = self._timeout(node) - node.elapsed
             with self._lock:
-                self._pooled[_key(node)] = _Pooled(node, time.monotonic() + seconds)
+                self._pooled[_key(node)] = _Pooled(node, time.monotonic() + left)
             self._pool.submit(self._run_pooled, node, config)
 
     def _not_started(self, node: ClaimedNode, err: BaseException) -> Outcome:
@@ -468,7 +483,7 @@ class Engine:
                 except NodeStopped:
                     outcome = Outcome(node, stopped=True, logs=ctx.logs)
                 except Exception as err:
-                    outcome = _failed(node, err, ctx)
+                    outcome = self._within_timeout(_failed(node, err, ctx), time.perf_counter() - started)
                 _observe(outcome, time.perf_counter() - started)
             with self._lock:
                 pooled = self._pooled.pop(_key(node), None)

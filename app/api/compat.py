@@ -246,4 +246,3 @@ class Results(MethodView):
         """The output of each completed node"""
         view, results = executions.get_results(db(), execution_id)
         return {"execution_id": execution_id, "status": _peer_status(view), "results": results}
-

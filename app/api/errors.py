@@ -35,6 +35,9 @@ class ErrorSchema(ma.Schema):
     message = ma.fields.String()
     errors = ma.fields.List(ma.fields.Nested(ProblemSchema), metadata={"description": "Every problem found"})
     details = ma.fields.Dict(metadata={"description": "Context, e.g. current_status on a 409"})
+    detail = ma.fields.String(
+        metadata={"description": "The message and each problem as one text: on the peers' paths (/workflow...) only"}
+    )
 
 
 class StepwiseApi(Api):

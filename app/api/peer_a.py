@@ -103,7 +103,7 @@ def _http_error(err: HTTPException) -> Response:
         message = f"Rate limit exceeded. Retry after {retry_after} seconds."
         return _json({"detail": message}, 429, {"Retry-After": str(retry_after)})
     default = {404: "Not Found", 405: "Method Not Allowed"}.get(code)
-    message = default or data.get("message") or err.description or err.name
+    message = data.get("message") or default or err.description or err.name
     headers = {name: value for name, value in err.get_headers() if name.lower() != "content-type"}
     return _json({"detail": message}, code, headers | dict(data.get("headers") or {}))
 
@@ -423,4 +423,3 @@ def dlq_delete(entry_id: str) -> Response:
     except NotFoundError:
         raise _no_entry(entry_id) from None
     return _json({"status": "success", "message": f"DLQ entry {entry_id} deleted"})
-

@@ -113,9 +113,7 @@ def find_problems(
     return problems
 
 
-def template_problems(
-    nodes: Sequence[NodeSpec], only: str | None = None, skip: Collection[str] = ()
-) -> list[Problem]:
+def template_problems(nodes: Sequence[NodeSpec], only: str | None = None, skip: Collection[str] = ()) -> list[Problem]:
     """Templates and guards at most MAX_TEMPLATE_CHARS long, that parse, and that read
     only the input or an ancestor of their node (an output that exists by the time it
     runs); a branch needs exactly one conditional parent. `only`: check that node alone;

@@ -6,7 +6,8 @@ peers' do, after the peers' latency, whatever `url` text the templates made;
 
 Where peer-c and peer-e disagree, one output carries both shapes where they do not
 collide: `status` is peer-c's "ok" (peer-e's "success" would collide), `data`/`answer` are
-peer-c's, `result` is peer-e's.
+peer-c's, `result` is peer-e's; `noop` adds its config beside peer-c's `status`, as
+Stepwise's own noop outputs its config.
 
 Registered as `peers.<name>`; POST /workflow maps the peers' names to them (PEER_NAMES).
 """
@@ -27,17 +28,19 @@ RETRIES = RetryPolicy(max_attempts=3, backoff_seconds=1.0, max_backoff_seconds=6
 
 @handler(PREFIX + "noop", mode=RunMode.INLINE)
 def noop(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
-    """peer-c's noop: {"status": "ok"}."""
-    return {"status": "ok"}
+    """peer-c's noop, {"status": "ok"}, with Stepwise's (its config) beside it."""
+    return {"status": "ok", **config}
 
 
 @handler(PREFIX + "call_external_service", mode=RunMode.CONCURRENT, retry_policy=RETRIES)
 def call_external_service(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
-    """A simulated call (nothing is sent): after 1 to 2 s, peer-c's {status, data} and peer-e's {result}."""
+    """A simulated call (nothing is sent): after 1 to 2 s, peer-c's {status, data}, peer-e's {result}, and
+    the status_code of a call that went well."""
     url = str(config.get("url", ""))
     wait(ctx, 1.0, 2.0)
     return {
         "status": "ok",
+        "status_code": 200,
         "data": f"Simulated call to {url}",
         "result": {
             "id": ctx.node_id,

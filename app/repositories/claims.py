@@ -42,6 +42,7 @@ class ClaimedNode:
     retry_policy: dict[str, Any] | None
     woke_from: datetime | None  # when a deferred node was to wake, on the run after
     dry_run: bool = False  # its execution is a dry run: outbound handlers do not call out
+    elapsed: float = 0.0  # seconds since this attempt started (before a wait it woke from)
 
 
 # The node's definition (its config with the trigger's overrides over it) and its
@@ -50,7 +51,11 @@ _CLAIMED_COLUMNS = """c.id, c.execution_id, e.workflow_id, c.node_id, c.attempt,
                    CASE WHEN e.node_params IS NULL THEN wn.config
                         ELSE wn.config || COALESCE(e.node_params -> c.node_id, '{}') END AS config,
                    wn.timeout_seconds, wn.dependencies, wn.dependents, e.input, e.correlation_id,
-                   wn.retry_policy, c.wake_at, e.dry_run"""
+                   wn.retry_policy, c.wake_at, e.dry_run, c.elapsed"""
+# The time an attempt spent before this run: its planned wait, for a node woken from one
+# (the scheduler waking it late is not the node's time).
+_ELAPSED = """CASE WHEN ne.wake_at IS NULL THEN 0.0
+                   ELSE EXTRACT(EPOCH FROM ne.wake_at - ne.started_at) END AS elapsed"""
 # Both keys of workflow_nodes' primary key, so each node is one index probe.
 _WITH_DEFINITIONS = """
     FROM claimed c
@@ -77,6 +82,7 @@ def _claimed(rows: Sequence[Any]) -> list[ClaimedNode]:
             retry_policy=r.retry_policy,
             woke_from=r.wake_at,
             dry_run=r.dry_run,
+            elapsed=float(r.elapsed or 0.0),
         )
         for r in rows
     ]
@@ -115,9 +121,13 @@ _CLAIM = Prepared(
             FOR UPDATE OF ne
         ),
         claimed AS (
-            UPDATE node_executions ne SET status = 'RUNNING', started_at = clock_timestamp(), worker_name = :worker
+            -- A node woken from a wait (wake_at) goes on with the attempt it started: its
+            -- start, and so its timeout, count from then.
+            UPDATE node_executions ne
+            SET status = 'RUNNING', worker_name = :worker,
+                started_at = CASE WHEN ne.wake_at IS NULL THEN clock_timestamp() ELSE ne.started_at END
             FROM chosen WHERE ne.id = chosen.id
-            RETURNING ne.id, ne.execution_id, ne.node_id, ne.attempt, ne.wake_at
+            RETURNING ne.id, ne.execution_id, ne.node_id, ne.attempt, ne.wake_at, {_ELAPSED}
         ),
         logged AS (
             INSERT INTO execution_logs (execution_id, node_id, level, event, message, details, correlation_id)
@@ -178,7 +188,7 @@ _QUEUE_AND_CLAIM = Prepared(
             SET status = 'RUNNING', attempt = ne.attempt + 1, queued_at = clock_timestamp(),
                 started_at = clock_timestamp(), not_before = NULL, worker_name = :worker, rq_job_id = :job_id
             FROM chosen WHERE ne.id = chosen.id
-            RETURNING ne.id, ne.execution_id, ne.node_id, ne.attempt, ne.wake_at
+            RETURNING ne.id, ne.execution_id, ne.node_id, ne.attempt, ne.wake_at, 0.0 AS elapsed
         ),
         logged AS (
             INSERT INTO execution_logs (execution_id, node_id, level, event, message, details, correlation_id)
@@ -232,7 +242,8 @@ _RUNNING = Prepared(
     "running",
     f"""
         WITH claimed AS (
-            SELECT id, execution_id, node_id, attempt, wake_at, status FROM node_executions WHERE id = :id
+            SELECT ne.id, ne.execution_id, ne.node_id, ne.attempt, ne.wake_at, ne.status, {_ELAPSED}
+            FROM node_executions ne WHERE ne.id = :id
         )
         SELECT {_CLAIMED_COLUMNS}, c.status {_WITH_DEFINITIONS}
         """,

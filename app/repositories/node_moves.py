@@ -285,12 +285,15 @@ _QUEUE = Prepared(
         FOR UPDATE OF ne
     ),
     moved AS (
+        -- A new attempt, unless the node wakes from a wait (DEFERRED): that goes on with the
+        -- attempt it started (and its timeout counts from that start).
         UPDATE node_executions ne
-        SET status = 'QUEUED', attempt = ne.attempt + 1, queued_at = clock_timestamp(), not_before = NULL,
-            worker_name = NULL,
+        SET status = 'QUEUED', attempt = ne.attempt + step.next, queued_at = clock_timestamp(), not_before = NULL,
+            worker_name = NULL, wake_at = CASE WHEN step.next = 0 THEN ne.wake_at END,
             rq_job_id = COALESCE(chosen.job_id,
-                                 'node-' || replace(CAST(ne.id AS text), '-', '') || '-' || (ne.attempt + 1))
-        FROM chosen WHERE ne.id = chosen.id
+                                 'node-' || replace(CAST(ne.id AS text), '-', '') || '-' || (ne.attempt + step.next))
+        FROM chosen, LATERAL (SELECT CASE WHEN chosen.status = 'DEFERRED' THEN 0 ELSE 1 END AS next) step
+        WHERE ne.id = chosen.id
         RETURNING {_MOVED_COLUMNS}
     ),
     {_LOGGED}

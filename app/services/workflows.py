@@ -113,7 +113,9 @@ def override_problems(
         spec = replace(specs[node_id], config={**nodes[node_id].config, **overrides})
         found = [*dag.config_size_problems(spec, limits), *registry.config_problems(node_id, spec.handler, spec.config)]
         found += dag.template_problems([*(s for s in specs.values() if s.node_id != node_id), spec], only=node_id)
-        problems += [replace(p, field=f"{where}.{p.field.removeprefix('config.')}") for p in found]
+        for problem in found:
+            path = problem.field.removeprefix("config").lstrip(".")
+            problems.append(replace(problem, field=f"{where}.{path}" if path else where))
     return problems
 
 

@@ -132,6 +132,25 @@ def test_a_timeout_is_a_retryable_failure(
     assert [d["category"] for d in letters] == ["timeout"]
 
 
+def test_a_node_s_timeout_bounds_its_wall_time_across_a_wait_and_a_wake_up_is_not_an_attempt(
+    define: Callable[..., dict[str, Any]], run: Callable[..., dict[str, Any]]
+) -> None:
+    once = {"max_attempts": 1}
+    detail = run(
+        define(
+            [
+                {"id": "long", "handler": "delay", "config": {"seconds": 4}, "timeout_seconds": 1, "retry": once},
+                {"id": "short", "handler": "delay", "config": {"seconds": 0.3}, "timeout_seconds": 2, "retry": once},
+            ]
+        )["id"]
+    )
+    long, short = node_of(detail, "long"), node_of(detail, "short")
+    assert (long["status"], long["attempt"], long["error"]["category"]) == ("FAILED", 1, "timeout")
+    took = datetime.fromisoformat(long["finished_at"]) - datetime.fromisoformat(long["started_at"])
+    assert took.total_seconds() < 3.5  # woken when its timeout was up, not after its 4 s
+    assert (short["status"], short["attempt"]) == ("COMPLETED", 1)  # its wake-up went on with attempt 1
+
+
 def test_the_retry_endpoint_reruns_only_what_failed(
     client: FlaskClient,
     settings: Settings,

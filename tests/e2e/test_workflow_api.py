@@ -190,7 +190,7 @@ def test_openapi_document_and_docs_are_served(client: FlaskClient) -> None:
 
 
 def test_health_is_cheap_and_ready_checks_everything(client: FlaskClient) -> None:
-    assert client.get("/health").json == {"status": "ok"}
+    assert client.get("/health").json == {"status": "ok", "health": "healthy"}
     ready = client.get("/ready")
     assert ready.status_code == 200
     assert ready.json == {"status": "ready", "database": "ok", "migrations": "ok", "redis": "ok"}

@@ -57,7 +57,7 @@ class Executions(MethodView):
     @blp.alt_response(200, schema=ExecutionSchema, description="The execution this idempotency key already made")
     @blp.alt_response(404, schema=ErrorSchema)
     @blp.alt_response(409, schema=ErrorSchema, description="The workflow is not active, or the key's run was cancelled")
-    @blp.alt_response(422, schema=ErrorSchema, description="The idempotency key was used with another body")
+    @blp.alt_response(422, schema=ErrorSchema, description="The key was used with another body, or bad node_params")
     def post(self, body: dict[str, Any], **headers: Any) -> tuple[service.ExecutionView, int]:
         """Trigger an execution; repeat it safely with an Idempotency-Key"""
         key = body.get("idempotency_key")
@@ -73,8 +73,9 @@ class Executions(MethodView):
             scheduled_at=body["scheduled_at"],
             max_retries=body["max_retries"],
             dry_run=body["dry_run"],
+            node_params=body["node_params"],
         )
-        view = service.trigger(db(), runtime().dispatcher, request, runtime().admission)
+        view = service.trigger(db(), runtime().dispatcher, request, runtime().admission, runtime().limits)
         return view, 201 if view.created else 200
 
 

@@ -118,12 +118,14 @@ class WorkflowBodySchema(ma.Schema):
     Each declares its own `name`; it is trimmed here, for both."""
 
     description = fields.String(load_default="", validate=validate.Length(max=10_000))
-    timeout_seconds = fields.Integer(
-        strict=True,
+    timeout_seconds = fields.Float(
         allow_none=True,
         load_default=None,
-        validate=validate.Range(min=1, max=30 * 86400),
-        metadata={"description": "Each execution's deadline from its start; past it the execution fails"},
+        validate=validate.Range(min=0, max=30 * 86400, min_inclusive=False),
+        metadata={
+            "description": "Each execution's deadline from its start, in seconds (fractions allowed); past it "
+            "the execution fails, and a result that comes after it does not count"
+        },
     )
 
     @ma.pre_load
@@ -138,6 +140,13 @@ class WorkflowInSchema(WorkflowBodySchema):
     activate = fields.Boolean(
         load_default=False, metadata={"description": "Validate and activate at once instead of leaving a draft"}
     )
+    fail_fast = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "A node failing for good fails the execution at once: its unfinished nodes are "
+            "cancelled instead of independent branches finishing (Airflow's fail_fast)"
+        },
+    )
 
 
 class WorkflowNodeSchema(ma.Schema):
@@ -150,6 +159,7 @@ class WorkflowNodeSchema(ma.Schema):
     trigger_rule = fields.String()
     when = fields.String(attribute="when_expression", allow_none=True)
     branch = fields.Boolean(allow_none=True)
+    condition = fields.String(allow_none=True, metadata={"description": "A guard in peer-a's grammar"})
     position = fields.Integer()
     step_order = fields.Integer(allow_none=True)
 
@@ -178,7 +188,8 @@ class WorkflowSchema(ma.Schema):
     status = fields.String(attribute="workflow.status", metadata={"enum": [s.value for s in WorkflowStatus]})
     description = fields.String(attribute="workflow.description")
     metadata = fields.Dict(attribute="workflow.meta")
-    timeout_seconds = fields.Integer(attribute="workflow.timeout_seconds", allow_none=True)
+    timeout_seconds = fields.Float(attribute="workflow.timeout_seconds", allow_none=True)
+    fail_fast = fields.Boolean(attribute="workflow.fail_fast")
     adhoc = fields.Boolean(
         attribute="workflow.adhoc", metadata={"description": "Submitted with its run through POST /workflow"}
     )
@@ -195,7 +206,8 @@ class WorkflowSummarySchema(ma.Schema):
     status = fields.String(metadata={"enum": [s.value for s in WorkflowStatus]})
     description = fields.String()
     metadata = fields.Dict(attribute="meta")
-    timeout_seconds = fields.Integer(allow_none=True)
+    timeout_seconds = fields.Float(allow_none=True)
+    fail_fast = fields.Boolean()
     adhoc = fields.Boolean()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
@@ -229,6 +241,15 @@ class TriggerSchema(ma.Schema):
         validate=validate.Length(min=1, max=200), metadata={"description": "Or: run the latest active version"}
     )
     input_data = fields.Dict(keys=fields.String(), load_default=dict)
+    node_params = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=100)),
+        values=fields.Dict(keys=fields.String()),
+        load_default=dict,
+        metadata={
+            "description": "Config overrides for this execution only, by node id: merged over those nodes' "
+            "configs (top-level keys) and checked as a definition is; part of the idempotent body"
+        },
+    )
     idempotency_key = fields.String(validate=KEY_CHARS, metadata={"description": "Or the Idempotency-Key header"})
     scheduled_at = Instant(
         allow_none=True,

@@ -49,6 +49,7 @@ class Workflows(MethodView):
             nodes=body["nodes"],
             activate=body["activate"],
             timeout_seconds=body["timeout_seconds"],
+            fail_fast=body["fail_fast"],
         )
         return service.create_workflow(db(), draft, runtime().limits)
 
