@@ -43,7 +43,7 @@ class Workflow(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(255))  # peer-a's limit; Stepwise's API takes 200
     version: Mapped[int]
     status: Mapped[str] = mapped_column(String(16))
     description: Mapped[str] = mapped_column(Text, default="")

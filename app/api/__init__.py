@@ -7,15 +7,11 @@ import logging
 import time
 
 from flask import Flask, Response, current_app, g, request
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
 from app import correlation, metrics
 from app.api import auth, limits
-from app.api.errors import StepwiseApi, dependency_error, engine_error, unexpected_error
+from app.api.errors import UNAVAILABLE, StepwiseApi, dependency_error, engine_error, unexpected_error
 from app.api.spec import SPEC_OPTIONS, CommonErrors
 from app.domain.errors import StepwiseError
 from app.runtime import Runtime
@@ -85,7 +81,7 @@ def init_api(app: Flask) -> StepwiseApi:
     app.register_blueprint(ops.blp)
     app.register_blueprint(peer_a.blp)
     app.register_error_handler(StepwiseError, engine_error)
-    for unavailable in (DBAPIError, PoolTimeoutError, RedisConnectionError, RedisTimeoutError):
+    for unavailable in UNAVAILABLE:
         app.register_error_handler(unavailable, dependency_error)
     app.register_error_handler(Exception, unexpected_error)
     # Order matters: the correlation id first (every answer carries it), then who is

@@ -25,8 +25,9 @@ PUBLIC_ENDPOINTS = frozenset(
 )
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="stepwise"'}
 LOCAL = Identity(None, "auth-disabled", Role.ADMIN)
-# The peers' paths, where PEER_KEYLESS_ROLE may admit callers without a key.
+# The peers' paths (their blueprints), where PEER_KEYLESS_ROLE may admit callers without a key.
 PEER_BLUEPRINTS = frozenset({"peer-api", "peer-a"})
+KEYLESS = "keyless-peer"  # the name of a caller admitted without a key
 
 
 def requires(role: Role) -> Callable[[F], F]:
@@ -54,6 +55,13 @@ def required_role() -> Role | None:
     return Role.READER if request.method in READ_METHODS else Role.WRITER
 
 
+def keyless() -> bool:
+    """Whether the caller was admitted without a key (PEER_KEYLESS_ROLE): it sees only the
+    peers' own runs (ad-hoc workflows), not every execution of the deployment."""
+    identity = g.get("identity")
+    return identity is not None and identity.key_id is None and identity.name == KEYLESS
+
+
 def presented_key() -> str | None:
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
@@ -75,7 +83,7 @@ def authenticate() -> None:
         return
     key = presented_key()
     if key is None and request.blueprint in PEER_BLUEPRINTS and settings.peer_keyless_role:
-        identity = Identity(None, "keyless-peer", Role(settings.peer_keyless_role))
+        identity = Identity(None, KEYLESS, Role(settings.peer_keyless_role))
     elif key is None:
         abort(401, message="an API key is required: Authorization: Bearer <key>, or X-API-Key", headers=CHALLENGE)
     else:

@@ -23,11 +23,11 @@ from marshmallow import fields, validate
 
 from app import correlation
 from app.api import db, limits, runtime
-from app.api.auth import requires
+from app.api.auth import keyless, requires
 from app.api.errors import ErrorSchema
 from app.api.parsing import Blueprint, StrictParser
 from app.api.v1.schemas import NodeInSchema, WorkflowBodySchema
-from app.domain.errors import InvalidWorkflowError, StepwiseError
+from app.domain.errors import InvalidWorkflowError, NotFoundError, StepwiseError
 from app.domain.roles import Role, allows
 from app.domain.states import ExecutionStatus
 from app.handlers.peers import PEER_NAMES
@@ -138,6 +138,13 @@ class CancelledSchema(ma.Schema):
     message = fields.String()
 
 
+def _visible(execution_id: uuid.UUID) -> None:
+    """A caller admitted without a key (PEER_KEYLESS_ROLE) sees only the peers' own runs
+    (ad-hoc workflows): any other execution is, to it, unknown."""
+    if keyless() and not executions.get_execution(db(), execution_id, nodes_limit=0).workflow.adhoc:
+        raise NotFoundError(f"execution {execution_id} not found")
+
+
 def _peer_status(view: ExecutionView) -> str:
     status = ExecutionStatus(view.execution.status)
     return str(PEER_STATUS.get(status, status))
@@ -180,6 +187,7 @@ class Trigger(MethodView):
     @blp.alt_response(409, schema=ErrorSchema, description="A rerun asked for another dry_run than the first run had")
     def post(self, args: dict[str, Any], execution_id: uuid.UUID) -> dict[str, Any]:
         """Start a PENDING execution; rerun a FAILED one's failed nodes (admin); leave others alone"""
+        _visible(execution_id)
         may_rerun = allows(g.identity.role, Role.ADMIN)
         outcome = lifecycle.start_or_rerun(
             db(),
@@ -211,6 +219,7 @@ class Status(MethodView):
     @blp.alt_response(404, schema=ErrorSchema)
     def get(self, execution_id: uuid.UUID) -> dict[str, Any]:
         """An execution's status, each node's state and the progress"""
+        _visible(execution_id)
         view = executions.get_execution(db(), execution_id, nodes_limit=None)  # the peers' answer lists them all
         execution = view.execution
         return {
@@ -233,6 +242,7 @@ class Status(MethodView):
     @blp.alt_response(409, schema=ErrorSchema, description="It has already finished")
     def delete(self, execution_id: uuid.UUID) -> dict[str, Any]:
         """Cancel an execution: final; running nodes are stopped"""
+        _visible(execution_id)
         lifecycle.cancel(db(), runtime().dispatcher, execution_id)
         view = executions.get_execution(db(), execution_id, nodes_limit=0)
         return {"execution_id": execution_id, "status": view.execution.status, "message": "Workflow cancelled"}
@@ -244,5 +254,6 @@ class Results(MethodView):
     @blp.alt_response(404, schema=ErrorSchema)
     def get(self, execution_id: uuid.UUID) -> dict[str, Any]:
         """The output of each completed node"""
+        _visible(execution_id)
         view, results = executions.get_results(db(), execution_id)
         return {"execution_id": execution_id, "status": _peer_status(view), "results": results}

@@ -10,8 +10,11 @@ import marshmallow as ma
 from flask import request
 from flask_smorest import Api
 from flask_smorest.utils import get_appcontext
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 from werkzeug.http import quote_etag
 
@@ -45,8 +48,12 @@ class StepwiseApi(Api):
 
     ERROR_SCHEMA = ErrorSchema
 
-    def handle_http_exception(self, error: HTTPException) -> tuple[dict[str, Any], int, dict[str, str]]:
-        """Werkzeug's and webargs' errors, in the error shape."""
+    def handle_http_exception(self, error: HTTPException) -> Any:
+        """Werkzeug's and webargs' errors, in the error shape (peer-a's on its paths)."""
+        from app.api import peer_a
+
+        if request.blueprint is None and peer_a.owns(request.path):
+            return peer_a.http_error(error)
         data = getattr(error, "data", None) or {}
         code = error.code or 500
         if code == 304:  # Not Modified: no body, and the tag the client already holds
@@ -117,14 +124,23 @@ def _with_detail(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 DEPENDENCY_RETRY_AFTER_SECONDS = 5
+# What an unreachable PostgreSQL or Redis (or a pool with no connection to spare) raises.
+UNAVAILABLE = (DBAPIError, PoolTimeoutError, RedisConnectionError, RedisTimeoutError)
+
+
+def unreachable_dependency(error: Exception) -> str | None:
+    """ "PostgreSQL" or "Redis" when the error says it could not be reached; None for an
+    error PostgreSQL answered (a bug: a 500)."""
+    if isinstance(error, DBAPIError) and not unreachable(error):
+        return None
+    return "Redis" if isinstance(error, RedisError) else "PostgreSQL"
 
 
 def dependency_error(error: Exception) -> tuple[dict[str, Any], int, dict[str, str]] | tuple[dict[str, Any], int]:
-    """PostgreSQL or Redis unreachable (or a pool with no connection to spare): 503 with
-    Retry-After, for the client to try again; anything else PostgreSQL refused is a 500."""
-    if isinstance(error, DBAPIError) and not unreachable(error):
+    """PostgreSQL or Redis unreachable: 503 with Retry-After, for the client to try again."""
+    which = unreachable_dependency(error)
+    if which is None:
         return unexpected_error(error)
-    which = "Redis" if isinstance(error, RedisError) else "PostgreSQL"
     log.warning("%s unreachable on %s %s: %s", which, request.method, request.path, type(error).__name__)
     payload = {
         "code": 503,

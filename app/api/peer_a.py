@@ -17,31 +17,37 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from app import correlation
-from app.api import db, limits, runtime
-from app.api.auth import requires
-from app.api.errors import unexpected_error
+from app.api import db, limits, peer_a_dag, runtime
+from app.api.auth import keyless, requires
+from app.api.errors import DEPENDENCY_RETRY_AFTER_SECONDS, UNAVAILABLE, unexpected_error, unreachable_dependency
 from app.api.parsing import loads
-from app.domain import dag, peer_a
+from app.api.peer_a_dag import PeerAError, PeerAValidationError
+from app.domain import peer_a
 from app.domain.errors import InvalidWorkflowError, NotFoundError, StepwiseError
 from app.domain.roles import Role
 from app.domain.states import ExecutionStatus, NodeStatus
 from app.domain.storable import UnstorableJsonError
-from app.domain.trigger_rules import TriggerRule
 from app.handlers import peer_a as peer_a_handlers
-from app.handlers import registry
 from app.services import dead_letters, executions, lifecycle
 from app.services.workflows import WorkflowDraft
 
 blp = Blueprint("peer-a", __name__)
-PREFIXES = ("/api/v1/workflow", "/api/v1/admin/dlq")
+
+
+def owns(path: str) -> bool:
+    """Whether a path is peer-a's: an answer there that no view of it gives (an unknown
+    sub-path, a method it does not take) is in its shape too (app/api/errors.py asks)."""
+    return path == "/api/v1/workflow" or path.startswith(("/api/v1/workflow/", "/api/v1/admin/dlq"))
 
 # What peer-a reports of a node, from Stepwise's finer states: it has no QUEUED or retry
 # states (a dispatched node is RUNNING through its retries), and every node a failure or
@@ -55,22 +61,6 @@ NODE_STATUS = {
 EXECUTION_STATUS = {ExecutionStatus.RETRYING: "RUNNING"}
 
 
-class PeerAError(Exception):
-    """A domain error as peer-a answers it: {"error": {message, error_code, context}}."""
-
-    def __init__(self, status: int, code: str, message: str, context: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.context = status, code, message, context or {}
-
-
-class Invalid(Exception):
-    """A request that fails validation, as FastAPI answers it: 422 {"detail": [...]}."""
-
-    def __init__(self, loc: list[str | int], msg: str, value: Any, kind: str = "value_error") -> None:
-        super().__init__(msg)
-        self.detail = [{"type": kind, "loc": loc, "msg": msg, "input": value}]
-
-
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """Compact, in the order built here (peer-a's clients match `"status":"..."` in the text)."""
     text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -82,8 +72,8 @@ def _domain_error(err: PeerAError) -> Response:
     return _json({"error": {"message": err.message, "error_code": err.code, "context": err.context}}, err.status)
 
 
-@blp.errorhandler(Invalid)
-def _invalid(err: Invalid) -> Response:
+@blp.errorhandler(PeerAValidationError)
+def _invalid(err: PeerAValidationError) -> Response:
     return _json({"detail": err.detail}, 422)
 
 
@@ -94,12 +84,12 @@ def _engine_error(err: StepwiseError) -> Response:
 
 
 @blp.errorhandler(HTTPException)
-def _http_error(err: HTTPException) -> Response:
+def http_error(err: HTTPException) -> Response:
     """Werkzeug's and our edge's answers (401, 404, 405, 413, 415, 429, ...) as FastAPI's."""
     code = err.code or 500
     data = getattr(err, "data", None) or {}
     if code == 429:
-        retry_after = _retry_after(err)
+        retry_after = _retry_after()
         message = f"Rate limit exceeded. Retry after {retry_after} seconds."
         return _json({"detail": message}, 429, {"Retry-After": str(retry_after)})
     default = {404: "Not Found", 405: "Method Not Allowed"}.get(code)
@@ -110,18 +100,24 @@ def _http_error(err: HTTPException) -> Response:
 
 @blp.errorhandler(Exception)
 def _unhandled(err: Exception) -> Response:
-    body, status = unexpected_error(err)[:2]  # logged there, with its traceback
-    if status != 500:
-        return _json({"detail": body["message"]}, status)
+    """A dependency away is a 503 with Retry-After, as on every path; anything else
+    peer-a's 500."""
+    which = unreachable_dependency(err) if isinstance(err, UNAVAILABLE) else None
+    if which is not None:
+        retry = {"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)}
+        return _json({"detail": f"{which} is unreachable; try again shortly"}, 503, retry)
+    unexpected_error(err)  # logged there, with its traceback
     context = {"type": type(err).__name__}
     return _json({"error": {"message": "Internal processing error", "error_code": "INTERNAL_SERVER_ERROR",
                             "context": context}}, 500)  # fmt: skip
 
 
-def _retry_after(err: HTTPException) -> int:
+def _retry_after() -> int:
+    """Seconds to the end of the caller's rate-limit window (at least 1)."""
+    current = current_app.extensions["stepwise_limiter"].current_limit
     try:
-        return max(1, math.ceil(float(getattr(err, "retry_after", None) or 1)))
-    except (TypeError, ValueError):
+        return max(1, math.ceil(current.reset_at - time.time())) if current is not None else 1
+    except Exception:  # Redis away: the limiter let the request through anyway
         return 1
 
 
@@ -135,7 +131,7 @@ def _body() -> Any:
     try:
         return loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError, UnstorableJsonError) as err:
-        raise Invalid(["body"], f"JSON decode error: {err}", None, "json_invalid") from err
+        raise PeerAValidationError(["body"], f"JSON decode error: {err}", None, "json_invalid") from err
 
 
 def _execution_id(text: str) -> uuid.UUID:
@@ -158,115 +154,26 @@ def _known(view: Callable[..., Any], execution_id: str) -> Any:
         raise _not_found(execution_id) from None
 
 
-# Submit.
+def _visible(execution_id: str) -> uuid.UUID:
+    """The execution, if this caller may see it: a caller admitted without a key sees only
+    the peers' own runs (ad-hoc workflows); peer-a's 404 otherwise."""
+    found = _execution_id(execution_id)
+    if keyless():
+        view = _known(lambda known: executions.get_execution(db(), known, nodes_limit=0), execution_id)
+        if not view.workflow.adhoc:
+            raise _not_found(execution_id)
+    return found
 
 
-def _submission(body: Any) -> tuple[str, Any, float | None]:
-    """(name, nodes, timeout_seconds) of a submit body, or Invalid as FastAPI says it."""
-    if not isinstance(body, dict):
-        raise Invalid(["body"], "Input should be a valid dictionary", body, "dict_type")
-    name = body.get("name")
-    if "name" not in body:
-        raise Invalid(["body", "name"], "Field required", body, "missing")
-    if not isinstance(name, str):
-        raise Invalid(["body", "name"], "Input should be a valid string", name, "string_type")
-    if not 1 <= len(name) <= 255:
-        raise Invalid(["body", "name"], "String should have 1 to 255 characters", name, "string_length")
-    if "dag" not in body:
-        raise Invalid(["body", "dag"], "Field required", body, "missing")
-    graph = body["dag"]
-    if not isinstance(graph, dict):
-        raise Invalid(["body", "dag"], "Input should be a valid dictionary", graph, "dict_type")
-    timeout = body.get("timeout_seconds")
-    if timeout is not None:
-        try:
-            timeout = float(timeout) if not isinstance(timeout, bool) else math.nan
-        except (TypeError, ValueError):
-            timeout = math.nan
-        if not math.isfinite(timeout) or timeout <= 0:
-            raise Invalid(["body", "timeout_seconds"], "Input should be greater than 0", body["timeout_seconds"])
-    return name, graph.get("nodes"), timeout
-
-
-def _node_specs(nodes: Any) -> list[dag.NodeSpec]:
-    """peer-a's nodes as Stepwise's, checked in peer-a's order; the first problem wins."""
-    if not nodes:
-        raise PeerAError(400, "EMPTY_WORKFLOW", "Workflow must contain at least one node", {"error": "empty_workflow"})
-    if not isinstance(nodes, list):
-        raise PeerAError(400, "INVALID_NODE", "dag.nodes must be a list of nodes", {})
-    seen: set[str] = set()
-    specs = []
-    for position, node in enumerate(nodes):
-        specs.append(_node_spec(position, node, seen))
-    for spec in specs:
-        for dependency in spec.dependencies:
-            if dependency not in seen:
-                raise PeerAError(
-                    400,
-                    "INVALID_NODE_REFERENCE",
-                    f"Node {spec.node_id} references missing dependency {dependency}",
-                    {"node_id": spec.node_id, "missing_dependency": dependency},
-                )
-    _, left = dag.topological_order(specs)
-    if left:
-        raise PeerAError(
-            400, "CYCLIC_DEPENDENCY", f"Workflow contains a cycle among nodes {sorted(left)}", {"cycle_nodes": left}
-        )
-    return specs
-
-
-def _node_spec(position: int, node: Any, seen: set[str]) -> dag.NodeSpec:
-    if not isinstance(node, dict):
-        raise PeerAError(400, "INVALID_NODE", f"Node {position} is not an object", {"index": position})
-    node_id, handler = node.get("id"), node.get("handler")
-    if not isinstance(node_id, str) or not node_id or not isinstance(handler, str) or not handler:
-        raise PeerAError(400, "INVALID_NODE", f"Node {position} needs a string id and handler", {"index": position})
-    if node_id in seen:
-        raise PeerAError(400, "DUPLICATE_NODE_ID", f"Duplicate node ID: {node_id}", {"node_id": node_id})
-    seen.add(node_id)
-    if peer_a_handlers.PREFIX + handler not in registry.names():
-        # peer-a takes any name and leaves the node hanging at run time; refused here instead.
-        known = sorted(n.removeprefix(peer_a_handlers.PREFIX) for n in registry.names() if n.startswith("peer_a."))
-        raise PeerAError(
-            400,
-            "INVALID_NODE",
-            f"Node {node_id} has unknown handler {handler!r}; known handlers: {', '.join(known)}",
-            {"node_id": node_id, "handler": handler, "known_handlers": known},
-        )
-    dependencies, config, condition = node.get("dependencies", []), node.get("config", {}), node.get("condition")
-    if dependencies is None or not isinstance(dependencies, list) or not all(isinstance(d, str) for d in dependencies):
-        raise PeerAError(400, "INVALID_NODE", f"Node {node_id}: dependencies must be a list of node ids",
-                         {"node_id": node_id})  # fmt: skip
-    if config is None:
-        config = {}
-    if not isinstance(config, dict):
-        raise PeerAError(400, "INVALID_NODE", f"Node {node_id}: config must be an object", {"node_id": node_id})
-    text_key = {"call_external_service": "url", "call_llm": "prompt"}.get(handler)
-    if text_key in config and not isinstance(config[text_key], str):
-        raise PeerAError(
-            400, "INVALID_NODE", f"Node {node_id}: config.{text_key} must be a string", {"node_id": node_id}
-        )
-    if condition is not None and not isinstance(condition, str):
-        raise PeerAError(400, "INVALID_NODE", f"Node {node_id}: condition must be a string", {"node_id": node_id})
-    return dag.NodeSpec(
-        node_id,
-        peer_a_handlers.PREFIX + handler,
-        tuple(dependencies),
-        config,
-        # A skipped node satisfies its dependents (peer-a does not propagate skips); a
-        # failure ends the execution anyway (fail fast).
-        trigger_rule=TriggerRule.NONE_FAILED,
-        # peer-a ignores a root's condition: roots always run.
-        condition=(condition or None) if dependencies else None,
-    )
+# The routes.
 
 
 @blp.post("/api/v1/workflow")
 @limits.trigger
 def submit() -> Response:
     """Store the DAG with a PENDING execution (201); a trigger starts it."""
-    name, nodes, timeout = _submission(_body())
-    draft = WorkflowDraft(name=name, nodes=_node_specs(nodes), timeout_seconds=timeout, fail_fast=True)
+    name, nodes, timeout = peer_a_dag.submission(_body())
+    draft = WorkflowDraft(name=name, nodes=peer_a_dag.node_specs(nodes), timeout_seconds=timeout, fail_fast=True)
     request_ = executions.TriggerRequest(correlation_id=correlation.correlation_id.get())
     try:
         view = executions.submit_adhoc(db(), draft, runtime().limits, request_)
@@ -289,18 +196,18 @@ def trigger(execution_id: str) -> Response:
     body = _body()
     params = {} if body is None else body.get("params", {}) if isinstance(body, dict) else None
     if not isinstance(params, dict):
-        raise Invalid(["body", "params"], "Input should be a valid dictionary", params, "dict_type")
-    _known(
-        lambda found: lifecycle.start_pending(db(), runtime().dispatcher, found, params, runtime().admission),
-        execution_id,
-    )
+        raise PeerAValidationError(["body", "params"], "Input should be a valid dictionary", params, "dict_type")
+    found = _visible(execution_id)
+    _known(lambda _: lifecycle.start_pending(db(), runtime().dispatcher, found, params, runtime().admission),
+           execution_id)  # fmt: skip
     return _json({"execution_id": execution_id, "message": "Workflow execution triggered"})
 
 
 @blp.get("/api/v1/workflow/<execution_id>")
 def status(execution_id: str) -> Response:
     """{execution_id, workflow_id, status, node_statuses: {node id: status}}."""
-    view = _known(lambda found: executions.get_execution(db(), found, nodes_limit=None), execution_id)
+    found = _visible(execution_id)
+    view = _known(lambda _: executions.get_execution(db(), found, nodes_limit=None), execution_id)
     state = ExecutionStatus(view.execution.status)
     failed = state == ExecutionStatus.FAILED
     nodes = {}
@@ -321,7 +228,8 @@ def status(execution_id: str) -> Response:
 @blp.get("/api/v1/workflow/<execution_id>/results")
 def results(execution_id: str) -> Response:
     """{execution_id, workflow_id, outputs}: each completed node's output, and the trigger's params."""
-    view, outputs = _known(lambda found: executions.get_results(db(), found), execution_id)
+    found = _visible(execution_id)
+    view, outputs = _known(lambda _: executions.get_results(db(), found), execution_id)
     if view.execution.input:
         outputs = {**outputs, "params": view.execution.input}
     return _json({"execution_id": execution_id, "workflow_id": str(view.workflow.id), "outputs": outputs})
@@ -331,7 +239,7 @@ def results(execution_id: str) -> Response:
 @requires(Role.ADMIN)
 def cancel(execution_id: str) -> Response:
     """Cancel an unfinished execution; a finished one never changes (409)."""
-    found = _execution_id(execution_id)
+    found = _visible(execution_id)
     try:
         lifecycle.cancel(db(), runtime().dispatcher, found)
     except NotFoundError:
@@ -348,7 +256,7 @@ def cancel(execution_id: str) -> Response:
 
 
 def _dlq_entry(letter: Any) -> dict[str, Any]:
-    when = letter.created_at.isoformat(timespec="microseconds")
+    when = letter.created_at.astimezone(UTC).isoformat(timespec="microseconds")
     return {
         "id": str(letter.id),
         "task_id": f"{letter.execution_id}:{letter.node_id}",
@@ -370,10 +278,18 @@ def _dlq_entry(letter: Any) -> dict[str, Any]:
 
 
 def _entry_id(text: str) -> uuid.UUID:
+    """A dead letter's id, if this caller may see it (see _visible)."""
     try:
-        return uuid.UUID(text)
+        found = uuid.UUID(text)
     except ValueError:
         raise _no_entry(text) from None
+    if keyless():
+        try:
+            letter = dead_letters.get_dead_letter(db(), found)
+        except NotFoundError:
+            raise _no_entry(text) from None
+        _visible(str(letter.execution_id))
+    return found
 
 
 def _no_entry(entry_id: Any) -> HTTPException:
@@ -391,10 +307,10 @@ def dlq() -> Response:
     try:
         limit = int(raw)
     except ValueError:
-        raise Invalid(["query", "limit"], "Input should be a valid integer", raw, "int_parsing") from None
+        raise PeerAValidationError(["query", "limit"], "Input should be a valid integer", raw, "int_parsing") from None
     letters, total = dead_letters.list_dead_letters(
         db(), workflow_id=None, execution_id=None, category=None, node_id=None,
-        limit=max(limit, 0), offset=0, oldest_first=True,
+        limit=max(limit, 0), offset=0, oldest_first=True, adhoc_only=keyless(),
     )  # fmt: skip
     return _json({"entries": [_dlq_entry(letter) for letter in letters], "count": total})
 

@@ -14,9 +14,12 @@ from typing import Any
 
 from app.domain import peer_a
 from app.domain.retry import RetryPolicy
-from app.handlers.registry import PEER_A, HandlerError, NodeContext, RunMode, handler
+from app.handlers.registry import PEER_A, Defer, HandlerError, NodeContext, RunMode, handler
+from app.handlers.services import simulated_wait
 
 PREFIX = "peer_a."
+# peer-a has no node timeout; a delay node gets the longest Stepwise allows, and waits at most that.
+MAX_DELAY_SECONDS = 3600
 # peer-a: 3 attempts, waiting about 1, 2, 4 s between them.
 RETRIES = RetryPolicy(max_attempts=3, backoff_seconds=1.0, max_backoff_seconds=30.0)
 LLM_ANSWERS = (
@@ -27,13 +30,6 @@ LLM_ANSWERS = (
 )
 
 
-def wait(ctx: NodeContext, low: float, high: float | None = None) -> None:
-    """peer-a's simulated latency (uniform in [low, high]), times SIMULATED_LATENCY."""
-    scale = ctx.services.simulated_latency if ctx.services is not None else 0.0
-    if scale > 0:
-        time.sleep(random.uniform(low, high if high is not None else low) * scale)
-
-
 def _fails(config: dict[str, Any]) -> bool:
     return bool(config.get("simulate_failure"))
 
@@ -41,14 +37,14 @@ def _fails(config: dict[str, Any]) -> bool:
 @handler(PREFIX + "input", mode=RunMode.CONCURRENT, retry_policy=RETRIES, dialect=PEER_A)
 def input_(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """peer-a's input: {"initialized": true, ...its config} after 100 ms."""
-    wait(ctx, 0.1)
+    simulated_wait(ctx, 0.1)
     return {"initialized": True, **config}
 
 
 @handler(PREFIX + "output", mode=RunMode.CONCURRENT, retry_policy=RETRIES, dialect=PEER_A)
 def output(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """peer-a's output: {"aggregated": true, "config": its config} after 100 ms."""
-    wait(ctx, 0.1)
+    simulated_wait(ctx, 0.1)
     return {"aggregated": True, "config": config}
 
 
@@ -56,7 +52,7 @@ def output(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
 def call_external_service(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """peer-a's simulated call (no request is sent): 1 to 2 s, then {status_code, url, data}."""
     url = config.get("url", "http://example.com/api")
-    wait(ctx, 1.0, 2.0)
+    simulated_wait(ctx, 1.0, 2.0)
     if _fails(config):
         raise HandlerError(f"Simulated failure for external service at {url}", retryable=True)
     return {
@@ -69,7 +65,7 @@ def call_external_service(config: dict[str, Any], ctx: NodeContext) -> dict[str,
 @handler(PREFIX + "call_llm", mode=RunMode.CONCURRENT, retry_policy=RETRIES, dialect=PEER_A)
 def call_llm(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """peer-a's simulated LLM: 1.5 to 2.5 s, then {model, temperature, max_tokens, prompt, response, tokens_used}."""
-    wait(ctx, 1.5, 2.5)
+    simulated_wait(ctx, 1.5, 2.5)
     if _fails(config):
         raise HandlerError("Simulated LLM service failure", retryable=True)
     max_tokens = config.get("max_tokens", 1000)
@@ -97,11 +93,12 @@ def echo(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     return {"message": config.get("message"), **config}
 
 
-@handler(PREFIX + "delay", mode=RunMode.CONCURRENT, retry_policy=RETRIES, dialect=PEER_A)
+@handler(PREFIX + "delay", mode=RunMode.INLINE, retry_policy=RETRIES, dialect=PEER_A)
 def delay(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
-    """Waits `seconds` (peer-a's tests use it), then {"delayed": seconds}."""
+    """Waits `seconds` (peer-a's tests use it) in PostgreSQL, holding no worker, then {"delayed": seconds}."""
     seconds = config.get("seconds", 0)
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 3600:
-        raise HandlerError(f"seconds must be a number from 0 to 3600, not {seconds!r}", category="validation")
-    time.sleep(seconds)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= MAX_DELAY_SECONDS:
+        raise HandlerError(f"seconds must be a number from 0 to {MAX_DELAY_SECONDS}", category="validation")
+    if ctx.woke_from is None and seconds > 0:
+        raise Defer(seconds)
     return {"delayed": seconds}

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.domain.retry import RetryPolicy
-from app.handlers.peer_a import wait
-from app.handlers.registry import HandlerError, NodeContext, RunMode, handler
+from app.handlers.registry import NodeContext, RunMode, handler
+from app.handlers.services import simulated_wait
 
 PREFIX = "peers."
 RETRIES = RetryPolicy(max_attempts=3, backoff_seconds=1.0, max_backoff_seconds=60.0)
@@ -37,7 +37,7 @@ def call_external_service(config: dict[str, Any], ctx: NodeContext) -> dict[str,
     """A simulated call (nothing is sent): after 1 to 2 s, peer-c's {status, data}, peer-e's {result}, and
     the status_code of a call that went well."""
     url = str(config.get("url", ""))
-    wait(ctx, 1.0, 2.0)
+    simulated_wait(ctx, 1.0, 2.0)
     return {
         "status": "ok",
         "status_code": 200,
@@ -56,7 +56,7 @@ def call_external_service(config: dict[str, Any], ctx: NodeContext) -> dict[str,
 def llm(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """A simulated LLM: after 1 to 2 s, peer-c's {status, answer} and peer-e's {result, model, tokens}."""
     prompt = str(config.get("prompt", ""))
-    wait(ctx, 1.0, 2.0)
+    simulated_wait(ctx, 1.0, 2.0)
     return {
         "status": "ok",
         "answer": f"Simulated response for: {prompt}",
@@ -66,19 +66,11 @@ def llm(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     }
 
 
-@handler(PREFIX + "unreliable_handler", mode=RunMode.INLINE, retry_policy=RETRIES)
-def unreliable_handler(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
-    """peer-c's unreliable handler: fails half the time (retryably)."""
-    if random.random() < 0.5:
-        raise HandlerError("Simulated random failure", retryable=True)
-    return {"status": "ok"}
-
-
-# The peers' names, at POST /workflow, for the handlers above; every other name is Stepwise's own.
+# The peers' names, at POST /workflow, for the handlers above; every other name is Stepwise's
+# own (peer-c's `unreliable_handler` is Stepwise's `unreliable`, which fails half the time).
 PEER_NAMES = {
     "noop": PREFIX + "noop",
     "call_external_service": PREFIX + "call_external_service",
     "llm": PREFIX + "llm",
     "llm_service": PREFIX + "llm",
-    "unreliable_handler": PREFIX + "unreliable_handler",
 }

@@ -45,7 +45,16 @@ class RunMode(StrEnum):
 
 
 MAX_LOG_LINES = 1000
-STEPWISE, PEER_A = "stepwise", "peer-a"  # the dialects a handler's config templates may follow
+
+
+class Dialect(StrEnum):
+    """Whose rules a handler's config templates (and its nodes' guards) follow."""
+
+    STEPWISE = "stepwise"  # app/domain/templates.py
+    PEER_A = "peer-a"  # app/domain/peer_a.py
+
+
+STEPWISE, PEER_A = Dialect.STEPWISE, Dialect.PEER_A
 LEVELS = ("debug", "info", "warning", "error")
 _LEVEL_ALIASES = {"warn": "warning", "critical": "error", "fatal": "error", "exception": "error"}
 
@@ -174,7 +183,7 @@ class Handler:
     # Whose rules its config's templates follow: Stepwise's (app/domain/templates.py), or
     # peer-a's (app/domain/peer_a.py: two-segment placeholders, Python text, a miss left as
     # written, any completed node readable), for the handlers of peer-a's dialect.
-    dialect: str = STEPWISE
+    dialect: Dialect = STEPWISE
 
     @cached_property
     def config_schema(self) -> ma.Schema:
@@ -227,7 +236,7 @@ class HandlerRegistry:
         handler = self._handlers.get(name)
         return handler.readable(output) if handler else output
 
-    def dialect(self, name: str) -> str:
+    def dialect(self, name: str) -> Dialect:
         """Whose template rules the handler's configs follow (Stepwise's for a name it does not know)."""
         handler = self._handlers.get(name)
         return handler.dialect if handler else STEPWISE
@@ -281,7 +290,7 @@ def handler(
     dry_run: HandlerFunc | None = None,
     output_aliases: Mapping[str, str] | None = None,
     mode: RunMode = RunMode.EXCLUSIVE,
-    dialect: str = STEPWISE,
+    dialect: Dialect = STEPWISE,
     into: HandlerRegistry | None = None,
 ) -> Callable[[HandlerFunc], HandlerFunc]:
     """Register the decorated function as the handler `name`; `dry_run` stands in for

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from redis import Redis
@@ -35,3 +38,11 @@ class HandlerServices:
             llm_timeout_seconds=settings.llm_timeout_seconds,
             simulated_latency=settings.simulated_latency,
         )
+
+
+def simulated_wait(ctx: Any, low: float, high: float | None = None) -> None:
+    """The latency of a peer's simulated handler (uniform in [low, high]), times
+    SIMULATED_LATENCY; none without services (unit tests)."""
+    scale = ctx.services.simulated_latency if ctx.services is not None else 0.0
+    if scale > 0:
+        time.sleep(random.uniform(low, high if high is not None else low) * scale)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from app.models import DeadLetter
+from app.models import DeadLetter, Workflow
 
 
 def add(session: Session, values: dict[str, Any]) -> uuid.UUID:
@@ -31,9 +31,13 @@ def page(
     limit: int,
     offset: int,
     oldest_first: bool = False,
+    adhoc_only: bool = False,
 ) -> tuple[list[DeadLetter], int]:
-    """Dead letters, newest first (or oldest first), and the total that match."""
+    """Dead letters, newest first (or oldest first), and the total that match (only those of
+    ad-hoc workflows, with `adhoc_only`)."""
     query = select(DeadLetter)
+    if adhoc_only:
+        query = query.join(Workflow, Workflow.id == DeadLetter.workflow_id).where(Workflow.adhoc)
     for column, value in (
         (DeadLetter.workflow_id, workflow_id),
         (DeadLetter.execution_id, execution_id),

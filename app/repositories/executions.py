@@ -241,7 +241,7 @@ def lock(session: Session, execution_id: uuid.UUID) -> ExecutionStatus | None:
 _LOCK_MANY = Prepared(
     "lock_executions",
     """
-    SELECT id, status, node_counts, deadline_at IS NOT NULL AND deadline_at < now() AS past_deadline
+    SELECT id, status, node_counts, deadline_at IS NOT NULL AND deadline_at < clock_timestamp() AS past_deadline
     FROM executions WHERE id = ANY(:ids) ORDER BY id FOR NO KEY UPDATE
     """,
     [("ids", "uuid[]")],

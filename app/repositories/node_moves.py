@@ -271,8 +271,8 @@ def record_results(
 
 
 # A new attempt, with the RQ job that will carry it: [A-Za-z0-9_-] only. A node alone in
-# its job gets an id of its own (one per attempt), so a re-delivered attempt reuses it and
-# a new attempt never collides with an old one.
+# its job gets an id of its own (one per attempt, and per wake-up from a wait), so a
+# re-delivered attempt reuses it and a new one never collides with an old one.
 _QUEUE = Prepared(
     "queue",
     f"""
@@ -290,8 +290,12 @@ _QUEUE = Prepared(
         UPDATE node_executions ne
         SET status = 'QUEUED', attempt = ne.attempt + step.next, queued_at = clock_timestamp(), not_before = NULL,
             worker_name = NULL, wake_at = CASE WHEN step.next = 0 THEN ne.wake_at END,
+            -- A wake-up keeps its attempt, so its job id gets a mark of its own: the job that
+            -- deferred it may still be finishing, and must not be overwritten.
             rq_job_id = COALESCE(chosen.job_id,
-                                 'node-' || replace(CAST(ne.id AS text), '-', '') || '-' || (ne.attempt + step.next))
+                                 'node-' || replace(CAST(ne.id AS text), '-', '') || '-' || (ne.attempt + step.next)
+                                 || CASE WHEN step.next = 0
+                                         THEN '-w' || to_char(clock_timestamp(), 'YYYYMMDDHH24MISSUS') ELSE '' END)
         FROM chosen, LATERAL (SELECT CASE WHEN chosen.status = 'DEFERRED' THEN 0 ELSE 1 END AS next) step
         WHERE ne.id = chosen.id
         RETURNING {_MOVED_COLUMNS}

@@ -23,8 +23,10 @@ def list_dead_letters(
     limit: int,
     offset: int,
     oldest_first: bool = False,
+    adhoc_only: bool = False,
 ) -> tuple[list[DeadLetter], int]:
-    """A page of dead letters, newest first (or oldest first), and the total that match."""
+    """A page of dead letters, newest first (or oldest first), and the total that match (of
+    ad-hoc workflows only, with `adhoc_only`)."""
     with session.begin():
         return dead_letters_repo.page(
             session,
@@ -35,6 +37,7 @@ def list_dead_letters(
             limit=limit,
             offset=offset,
             oldest_first=oldest_first,
+            adhoc_only=adhoc_only,
         )
 
 

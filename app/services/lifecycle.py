@@ -67,22 +67,37 @@ def start(
     return jobs
 
 
-def conclude(session: Session, execution_id: uuid.UUID, countdown: Countdown) -> None:
+def conclude(session: Session, execution_id: uuid.UUID, countdown: Countdown) -> list[tuple[str | None, uuid.UUID]]:
     """End a RUNNING execution with nothing left to run: COMPLETED, or FAILED if a node
     failed (whatever ran after it: a cleanup node with all_done does not make a failed run
-    a success); or, when its workflow fails fast, at the first failure."""
+    a success); or, when its workflow fails fast, at the first failure: then its unfinished
+    nodes are cancelled, and (worker, node) of those that were running is returned, for
+    the caller to tell to stop once it commits."""
     if countdown.status != ExecutionStatus.RUNNING:
-        return
+        return []
     if countdown.unfinished > 0:
-        if countdown.failures and executions_repo.fails_fast(session, execution_id):
-            # Fails fast: what has not finished is cancelled; a late result does not count.
-            _stop_nodes(session, execution_id, "a node failed and the workflow fails fast")
+        if countdown.failures and _fails_fast(session, execution_id):
+            stopped = _stop_nodes(session, execution_id, "a node failed and the workflow fails fast")
             fail(session, execution_id, _failed_nodes_error(countdown.failures))
-        return
+            return stopped
+        return []
     if countdown.failures:
         fail(session, execution_id, _failed_nodes_error(countdown.failures))
     elif executions_repo.complete(session, execution_id):
         count_finished(session, ExecutionStatus.COMPLETED)
+    return []
+
+
+_FAILS_FAST = "stepwise_fails_fast"
+
+
+def _fails_fast(session: Session, execution_id: uuid.UUID) -> bool:
+    """Whether the execution's workflow fails fast: read once per transaction, since every
+    node that finishes in an execution with a failure asks again."""
+    known: dict[uuid.UUID, bool] = session.info.setdefault(_FAILS_FAST, {})
+    if execution_id not in known:
+        known[execution_id] = executions_repo.fails_fast(session, execution_id)
+    return known[execution_id]
 
 
 def _failed_nodes_error(failed: int) -> dict[str, Any]:

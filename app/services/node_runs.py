@@ -134,6 +134,7 @@ class Recording:
     def __init__(self, session: Session, dispatcher: Dispatcher) -> None:
         self.session, self.dispatcher = session, dispatcher
         self.jobs: list[NodeJob] = []
+        self.stops: list[tuple[str | None, uuid.UUID]] = []  # running nodes cancelled here: told after commit
         self._locked: set[uuid.UUID] = set()
 
     def record(self, outcomes: Sequence[Outcome], continuation: Continuation | None = None) -> Recorded:
@@ -146,7 +147,10 @@ class Recording:
         for execution_id, (status, past_deadline) in executions_repo.lock_many(self.session, new).items():
             self._locked.add(execution_id)
             if past_deadline and status == ExecutionStatus.RUNNING:
-                lifecycle.expire(self.session, execution_id)  # the scheduler's tick has not come yet
+                # The scheduler's tick has not come yet. (Checked when the execution is first
+                # locked in this transaction: a chain's links recorded in it later are at most
+                # WORKER_SLICE_MS later.)
+                self.stops += lifecycle.expire(self.session, execution_id)
         recorded = Recorded()
         before = len(continuation.claimed) if continuation else 0
         for execution_id in sorted(by_execution):
@@ -202,7 +206,7 @@ class Recording:
                 session, self.dispatcher, execution_id, workflow_id, finished, continuation=continuation
             )
             self.jobs.extend(jobs)
-            lifecycle.conclude(session, execution_id, countdown)
+            self.stops += lifecycle.conclude(session, execution_id, countdown)
         return [o for o in outcomes if o.node.id not in counted and not o.stopped]
 
 
@@ -230,11 +234,13 @@ def _sort_failures(outcomes: Sequence[Outcome]) -> tuple[list[Result], list[Resu
 
 @contextmanager
 def recording(session: Session, dispatcher: Dispatcher) -> Iterator[Recording]:
-    """A transaction to record outcomes in; the jobs it makes are enqueued after commit."""
+    """A transaction to record outcomes in; the jobs it makes are enqueued after commit, and
+    the running nodes it cancelled (a deadline, fail fast) told to stop."""
     opened = Recording(session, dispatcher)
     with session.begin():
         yield opened
     dispatcher.enqueue(opened.jobs)
+    dispatcher.stop(opened.stops)
 
 
 def record_outcome(session: Session, dispatcher: Dispatcher, outcome: Outcome) -> bool:

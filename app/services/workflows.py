@@ -102,20 +102,23 @@ def override_problems(
     """What is wrong with a trigger's config overrides (`node_params`), checked as a
     definition is once they are merged over the nodes' configs, each named by
     `node_params.<node id>...`. Reads the workflow's nodes (in the caller's transaction)."""
-    nodes = {row.node_id: row for row in workflows_repo.nodes_of(session, workflow_id)}
-    specs = {node_id: _spec(row) for node_id, row in nodes.items()}
-    problems: list[Problem] = []
+    specs = {row.node_id: _spec(row) for row in workflows_repo.nodes_of(session, workflow_id)}
+    found: list[Problem] = []
     for node_id, overrides in node_params.items():
-        where = f"node_params.{node_id}"
-        if node_id not in nodes:
-            problems.append(Problem(where, f"the workflow has no node {node_id!r}", "unknown_node"))
+        if node_id not in specs:
+            found.append(Problem("config", f"the workflow has no node {node_id!r}", "unknown_node", node_id))
             continue
-        spec = replace(specs[node_id], config={**nodes[node_id].config, **overrides})
-        found = [*dag.config_size_problems(spec, limits), *registry.config_problems(node_id, spec.handler, spec.config)]
-        found += dag.template_problems([*(s for s in specs.values() if s.node_id != node_id), spec], only=node_id)
-        for problem in found:
-            path = problem.field.removeprefix("config").lstrip(".")
-            problems.append(replace(problem, field=f"{where}.{path}" if path else where))
+        spec = specs[node_id] = replace(specs[node_id], config={**specs[node_id].config, **overrides})
+        found += dag.config_size_problems(spec, limits)
+        found += registry.config_problems(node_id, spec.handler, spec.config)
+    # Templates, once for all the overridden nodes (the others' were checked at definition).
+    unchecked = {n for n, s in specs.items() if n not in node_params or registry.dialect(s.handler) != STEPWISE}
+    found += dag.template_problems(list(specs.values()), skip=unchecked)
+    problems = []
+    for problem in found:
+        path = problem.field.removeprefix("config").lstrip(".")
+        where = f"node_params.{problem.node_id}"
+        problems.append(replace(problem, field=f"{where}.{path}" if path else where))
     return problems
 
 

@@ -26,6 +26,7 @@ def upgrade() -> None:
     op.add_column("workflows", sa.Column("fail_fast", sa.Boolean(), server_default=sa.false(), nullable=False))
     op.alter_column("workflows", "timeout_seconds", type_=sa.Double(), existing_nullable=True)
     op.add_column("executions", sa.Column("node_params", postgresql.JSONB(), nullable=True))
+    op.alter_column("workflows", "name", type_=sa.String(255), existing_nullable=False)  # peer-a's names
 
 
 def downgrade() -> None:
@@ -37,6 +38,7 @@ def downgrade() -> None:
         existing_nullable=True,
         postgresql_using="ceil(timeout_seconds)::integer",
     )
+    op.alter_column("workflows", "name", type_=sa.String(200), existing_nullable=False)
     op.drop_column("executions", "node_params")
     op.drop_column("workflows", "fail_fast")
     op.drop_column("workflow_nodes", "condition")

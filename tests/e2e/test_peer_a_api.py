@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import port_for
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -33,8 +34,8 @@ def peer(peer_app: Flask, workers: WorkerPool) -> FlaskClient:
 
 
 def submit(peer: FlaskClient, nodes: list[dict[str, Any]], **extra: Any) -> str:
-    response = peer.post("/api/v1/workflow", json={"name": f"pa-{uuid.uuid4().hex[:8]}", "dag": {"nodes": nodes},
-                                                   **extra})  # fmt: skip
+    body = {"name": f"pa-{uuid.uuid4().hex[:8]}", "dag": {"nodes": nodes}, **extra}
+    response = peer.post("/api/v1/workflow", json=body)
     assert response.status_code == 201, response.get_data(as_text=True)
     return str(response.json["execution_id"])
 
@@ -214,21 +215,24 @@ def test_cancel_answers_success_once_and_a_finished_execution_never_changes(peer
         ([{"id": "a", "handler": "echo", "dependencies": ["b"]}, {"id": "b", "handler": "echo", "dependencies": ["a"]},
           {"id": "c", "handler": "echo", "dependencies": ["b"]}], "CYCLIC_DEPENDENCY",
          {"cycle_nodes": ["a", "b", "c"]}),
-        ([{"id": "a", "handler": "no_such"}], "INVALID_NODE", None),
-        ([{"handler": "echo"}], "INVALID_NODE", None),
-        ([{"id": "a", "handler": "call_external_service", "config": {"url": 5}}], "INVALID_NODE", None),
+        ([{"id": "a", "handler": "echo", "dependencies": ["a"]}, {"id": "b", "handler": "echo"}],
+         "CYCLIC_DEPENDENCY", {"cycle_nodes": ["a"]}),
+        ([{"id": "a", "handler": "no_such"}], "INVALID_NODE",
+         {"node_id": "a", "handler": "no_such", "known_handlers": ["call_external_service", "call_llm", "decision",
+                                                                  "delay", "echo", "input", "output"]}),
+        ([{"handler": "echo"}], "INVALID_NODE", {"index": 0}),
+        ([{"id": "a", "handler": "call_external_service", "config": {"url": 5}}], "INVALID_NODE", {"node_id": "a"}),
     ],
-    ids=["empty", "duplicate", "missing dependency", "cycle", "unknown handler", "no id", "url not text"],
+    ids=["empty", "duplicate", "missing dependency", "cycle", "self-dependency", "unknown handler", "no id",
+         "url not text"],
 )  # fmt: skip
 def test_an_invalid_dag_is_a_400_naming_its_first_problem_in_peer_a_s_shape(
-    peer: FlaskClient, nodes: list[Any], code: str, context: dict[str, Any] | None
+    peer: FlaskClient, nodes: list[Any], code: str, context: dict[str, Any]
 ) -> None:
     response = peer.post("/api/v1/workflow", json={"name": "bad", "dag": {"nodes": nodes}})
     assert response.status_code == 400
     error = response.json["error"]
-    assert error["error_code"] == code and error["message"]
-    if context is not None:
-        assert error["context"] == context
+    assert error["error_code"] == code and error["message"] and error["context"] == context
 
 
 def test_what_peer_a_accepts_is_accepted(peer: FlaskClient) -> None:
@@ -236,7 +240,8 @@ def test_what_peer_a_accepts_is_accepted(peer: FlaskClient) -> None:
         {"id": "input", "handler": "input", "timeout_seconds": 0.5, "retry": {"max": 9}, "description": "ignored"},
         {"id": "out put", "handler": "output", "dependencies": ["input"], "condition": None},
     ]
-    execution_id = run(peer, nodes, timeout_seconds="30")  # a numeric string, as FastAPI's lax parsing takes
+    # a 255-character name; a numeric string for the deadline, as FastAPI's lax parsing takes
+    execution_id = run(peer, nodes, timeout_seconds="30", name="n" * 255)
     assert settle(peer, execution_id)["status"] == "COMPLETED"
     assert set(outputs(peer, execution_id)) == {"input", "out put"}
 
@@ -300,3 +305,41 @@ def test_keys_stay_required_unless_keyless_callers_are_admitted_and_then_only_on
 def test_health_says_healthy_and_stays_liveness(peer: FlaskClient) -> None:
     response = peer.get("/health")
     assert response.status_code == 200 and response.json == {"status": "ok", "health": "healthy"}
+
+
+def test_a_keyless_caller_sees_only_the_peers_own_runs(
+    peer: FlaskClient, client: FlaskClient, define: Callable[..., dict[str, Any]]
+) -> None:
+    # An execution made through Stepwise's own API, with a key: to a keyless caller, unknown.
+    workflow = define([{"id": "a", "handler": "fail", "retry": {"max_attempts": 1}}])
+    theirs = client.post("/api/v1/executions", json={"workflow_id": workflow["id"]}).json["id"]
+    wait_for(lambda: client.get(f"/api/v1/executions/{theirs}").json["status"] == "FAILED", timeout=30)
+    for method, path in (("get", f"/api/v1/workflow/{theirs}"), ("get", f"/api/v1/workflow/{theirs}/results"),
+                         ("delete", f"/api/v1/workflow/{theirs}"), ("post", f"/api/v1/workflow/trigger/{theirs}"),
+                         ("get", f"/workflows/{theirs}"), ("post", f"/workflow/trigger/{theirs}")):  # fmt: skip
+        assert getattr(peer, method)(path).status_code == 404, path
+    letters = client.get("/api/v1/admin/dead-letters", query_string={"execution_id": theirs}).json["items"]
+    assert letters and theirs not in {e["execution_id"] for e in peer.get("/api/v1/admin/dlq").json["entries"]}
+    assert peer.post(f"/api/v1/admin/dlq/{letters[0]['id']}/retry").status_code == 404
+    assert peer.delete(f"/api/v1/admin/dlq/{letters[0]['id']}").status_code == 404
+    assert client.get(f"/api/v1/executions/{theirs}").json["status"] == "FAILED"  # untouched
+
+
+def test_postgresql_away_is_a_503_with_retry_after_in_peer_a_s_shape(settings: Settings) -> None:
+    nobody = f"postgresql://postgres@127.0.0.1:{port_for.get_port(None)}/stepwise_test"
+    peer = create_app(replace(settings, database_url=nobody, peer_keyless_role="admin")).test_client()
+    for method, path in (("post", "/api/v1/workflow"), ("get", f"/api/v1/workflow/{uuid.uuid4()}"),
+                         ("get", "/api/v1/admin/dlq")):  # fmt: skip
+        body = {"name": "x", "dag": {"nodes": [{"id": "a", "handler": "echo"}]}} if method == "post" else None
+        response = getattr(peer, method)(path, json=body)
+        assert response.status_code == 503, (path, response.get_data(as_text=True))
+        assert response.json == {"detail": "PostgreSQL is unreachable; try again shortly"}
+        assert int(response.headers["Retry-After"]) > 0
+
+
+def test_an_unknown_path_or_method_under_peer_a_s_prefixes_answers_in_its_shape(peer: FlaskClient) -> None:
+    assert peer.get("/api/v1/workflow/a/b/c").json == {"detail": "Not Found"}
+    wrong = peer.put("/api/v1/workflow")
+    assert (
+        wrong.status_code == 405 and wrong.json == {"detail": "Method Not Allowed"} and "POST" in wrong.headers["Allow"]
+    )

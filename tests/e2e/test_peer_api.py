@@ -186,8 +186,9 @@ def test_peer_c_s_sample_dags_complete_with_its_outputs(
     client: FlaskClient, submit: Callable[..., str], settle: Callable[..., dict[str, Any]], name: str
 ) -> None:
     execution_id = submit({"name": name, "dag": {"nodes": PEER_C_DAGS[name]}})
-    client.post(f"/workflow/trigger/{execution_id}")
-    client.post(f"/workflow/trigger/{execution_id}")  # peer-c's race guard triggers twice: harmless
+    assert client.post(f"/workflow/trigger/{execution_id}").json["triggered"] is True
+    again = client.post(f"/workflow/trigger/{execution_id}").json  # peer-c's race guard triggers twice
+    assert again["triggered"] is False and again["status"] in ("RUNNING", "COMPLETED")
     assert settle(execution_id)["status"] == "COMPLETED"
     results = client.get(f"/workflows/{execution_id}/results").json["results"]
     if name == "linear":
@@ -391,3 +392,27 @@ def test_dry_run_is_part_of_the_idempotent_request(client: FlaskClient, define: 
     assert first.status_code == 201 and first.json["dry_run"] is True
     assert client.post("/api/v1/executions", json={**body, "dry_run": True}).status_code == 200
     assert client.post("/api/v1/executions", json=body).status_code == 422
+
+
+def test_through_api_v1_templates_and_guards_read_outputs_by_the_peers_names_in_a_dry_run(
+    client: FlaskClient,
+    define: Callable[..., dict[str, Any]],
+    trigger: Callable[..., dict[str, Any]],
+    finish: Callable[..., dict[str, Any]],
+) -> None:
+    nodes = [*peer_nodes(peer_payload("linear_chain"))]
+    nodes.append(
+        {"id": "D", "handler": "noop", "dependencies": ["A"], "when": "A.data.dry_run"}
+    )  # an alias, in a guard
+    execution = trigger(define(nodes)["id"], dry_run=True)
+    assert finish(execution["id"])["status"] == "COMPLETED"
+    results = client.get(f"/api/v1/executions/{execution['id']}/results").json["results"]
+    # B's prompt got A's response body through `{{ A.data }}` (an alias of `body`, not stored twice)
+    assert results["B"]["prompt"].startswith("Summarize {") and '"url": "http://service-a"' in results["B"]["prompt"]
+    assert "data" not in results["A"]
+    assert results["C"]["url"] == "http://consumer/dry-run-answer-gpt-4o-mini"  # from `{{ B.answer }}`
+    assert "D" in results  # its guard held, not SKIPPED
+    logs = client.get(f"/api/v1/executions/{execution['id']}/logs", query_string={"limit": 1000}).json["items"]
+    marked = {row["node_id"] for row in logs if (row.get("details") or {}).get("dry_run") is True}
+    assert marked >= {"A", "B", "C"}  # every outbound node says, in the log, that it did not call out
+    assert any(row["message"] == "execution started (dry run)" for row in logs)
