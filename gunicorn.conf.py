@@ -5,6 +5,8 @@ import json
 from gunicorn import util
 from prometheus_client import multiprocess
 
+from app.api import problems
+
 
 def child_exit(server, worker):
     """A worker process exited: drop its live gauges from the shared metrics directory."""
@@ -13,14 +15,22 @@ def child_exit(server, worker):
 
 def _json_error(sock, status_int, reason, mesg):
     """gunicorn's own answers to what never reaches the app (a request line or headers
-    over its limits: 414, 431; a malformed request: 400) in the API's JSON error shape
+    over its limits: 414, 431; a malformed request: 400) as the API's problem details
     rather than gunicorn's HTML page. gunicorn has no hook for them: this replaces the
     function its workers call (util.write_error), once, here in the master before they
     fork."""
-    body = json.dumps({"code": status_int, "status": reason, "message": mesg or reason}).encode()
+    kind = problems.TYPES.get(problems.BY_STATUS.get(status_int, ""))
+    body = json.dumps(
+        {
+            "type": kind.uri if kind else "about:blank",
+            "title": kind.title if kind else reason,
+            "status": status_int,
+            "detail": mesg or reason,
+        }
+    ).encode()
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"Content-Type: {problems.MEDIA_TYPE}\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     util.write_nonblock(sock, head.encode("latin-1") + body)
 

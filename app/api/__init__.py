@@ -71,7 +71,7 @@ def _end(_exc: BaseException | None) -> None:
 
 def init_api(app: Flask) -> StepwiseApi:
     """Register the blueprints, the error handlers and the edge hooks, in order."""
-    from app.api import compat, ops, peer_a
+    from app.api import compat, ops, peer_a, problems
     from app.api.v1 import admin, executions, handlers, keys, workflows
 
     app.config["API_SPEC_OPTIONS"] = SPEC_OPTIONS
@@ -80,6 +80,7 @@ def init_api(app: Flask) -> StepwiseApi:
         api.register_blueprint(blueprint)
     app.register_blueprint(ops.blp)
     app.register_blueprint(peer_a.blp)
+    app.register_blueprint(problems.blp)
     app.register_error_handler(StepwiseError, engine_error)
     for unavailable in UNAVAILABLE:
         app.register_error_handler(unavailable, dependency_error)

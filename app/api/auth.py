@@ -21,8 +21,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Open to all: liveness, readiness and the API's own description.
 PUBLIC_ENDPOINTS = frozenset(
-    {"ops.health", "ops.ready", "api-docs.openapi_json", "api-docs.openapi_swagger_ui", "static"}
-)
+    {
+        "ops.health", "ops.ready", "api-docs.openapi_json", "api-docs.openapi_swagger_ui", "static",
+        "problems.problem_types", "problems.problem_type",
+    }
+)  # fmt: skip
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="stepwise"'}
 LOCAL = Identity(None, "auth-disabled", Role.ADMIN)
 # The peers' paths (their blueprints), where PEER_KEYLESS_ROLE may admit callers without a key.

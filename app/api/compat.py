@@ -56,7 +56,7 @@ class InvalidDagError(StepwiseError):
     """InvalidWorkflowError as the peers answer it: 400."""
 
     status_code = 400
-    code = "invalid_workflow"
+    code = "invalid_dag"
 
 
 # What the peers call an execution's status: a RETRYING one is, to them, still running.

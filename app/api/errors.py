@@ -1,4 +1,6 @@
-"""One JSON error shape for every 4xx and 5xx: {code, status, message, errors?, details?}."""
+"""Every 4xx and 5xx of Stepwise's own routes as RFC 9457 problem details (app/api/problems.py):
+werkzeug's and webargs' errors, ours (the StepwiseError tree, mapped here once), a
+dependency that is away, and anything unexpected."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 from werkzeug.http import quote_etag
 
+from app.api.problems import MEDIA_TYPE, problem
 from app.db import unreachable
 from app.domain.errors import StepwiseError
 
@@ -33,14 +36,17 @@ class ProblemSchema(ma.Schema):
 
 
 class ErrorSchema(ma.Schema):
-    code = ma.fields.Integer(metadata={"description": "HTTP status code"})
-    status = ma.fields.String(metadata={"description": "HTTP status name"})
-    message = ma.fields.String()
+    """RFC 9457 problem details, with our `errors` and `details` as extension members."""
+
+    type = ma.fields.String(
+        metadata={"description": "The kind of problem: GET it (/problems/<code>) to read what it means"}
+    )
+    title = ma.fields.String(metadata={"description": "The kind's summary"})
+    status = ma.fields.Integer(metadata={"description": "HTTP status code"})
+    detail = ma.fields.String(metadata={"description": "What went wrong this time"})
+    instance = ma.fields.String(metadata={"description": "The request's path"})
     errors = ma.fields.List(ma.fields.Nested(ProblemSchema), metadata={"description": "Every problem found"})
     details = ma.fields.Dict(metadata={"description": "Context, e.g. current_status on a 409"})
-    detail = ma.fields.String(
-        metadata={"description": "The message and each problem as one text: on the peers' paths (/workflow...) only"}
-    )
 
 
 class StepwiseApi(Api):
@@ -58,20 +64,15 @@ class StepwiseApi(Api):
         code = error.code or 500
         if code == 304:  # Not Modified: no body, and the tag the client already holds
             etag = get_appcontext().get("etag", {}).get("etag")
-            return "", 304, {"ETag": quote_etag(etag)} if etag else {}  # type: ignore[return-value]
-        payload: dict[str, Any] = {
-            "code": code,
-            "status": HTTPStatus(code).phrase,
-            "message": data.get("message") or error.description or HTTPStatus(code).phrase,
-        }
+            return "", 304, {"ETag": quote_etag(etag)} if etag else {}
         messages = data.get("errors") or data.get("messages")
-        if messages:
-            payload["errors"] = flatten_messages(messages)
-            payload["message"] = data.get("message") or "the request is not valid"
+        detail = data.get("message") or ("the request is not valid" if messages else None)
         headers = dict(data.get("headers") or {})
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             headers["Allow"] = ", ".join(error.valid_methods)  # RFC 9110: a 405 says what is allowed
-        return _with_detail(payload), code, headers
+        body = problem(code, detail or error.description or HTTPStatus(code).phrase,
+                       errors=flatten_messages(messages) if messages else None)  # fmt: skip
+        return _answer(body, code, headers)
 
 
 def flatten_messages(messages: Any) -> list[dict[str, str]]:
@@ -95,32 +96,23 @@ def flatten_messages(messages: Any) -> list[dict[str, str]]:
 
 
 def engine_error(error: StepwiseError) -> tuple[dict[str, Any], int, dict[str, str]]:
-    """Our exceptions, in the error shape with their status code."""
-    payload: dict[str, Any] = {
-        "code": error.status_code,
-        "status": HTTPStatus(error.status_code).phrase,
-        "message": error.message,
-    }
-    if error.problems:
-        payload["errors"] = [p.as_dict() for p in error.problems]
-    if error.details:
-        payload["details"] = error.details
-    return _with_detail(payload), error.status_code, error.headers
+    """Our exceptions, as problem details with their status code and kind."""
+    errors = [p.as_dict() for p in error.problems] or None
+    body = problem(error.status_code, error.message, error.code, errors, error.details or None)
+    return _answer(body, error.status_code, error.headers)
 
 
-# The root peers' API (peer-c's clients read an error's `detail`): the same error, with it.
+# The root peers' API: peer-c's clients read an error's `detail`, and find every problem in it.
 DETAILED_BLUEPRINTS = frozenset({"peer-api"})
 
 
-def _with_detail(payload: dict[str, Any]) -> dict[str, Any]:
-    """The error shape, plus peer-c's `detail` (the message and each problem) on the root peers' paths."""
-    if request.blueprint not in DETAILED_BLUEPRINTS:
-        return payload
-    problems = [
-        f"{p['node_id']}: {p['message']}" if p.get("node_id") else p["message"] for p in payload.get("errors", [])
-    ]
-    detail = payload["message"] + (": " + "; ".join(problems) if problems else "")
-    return {**payload, "detail": detail}
+def _answer(body: dict[str, Any], status: int, headers: dict[str, str]) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """A problem as a response: its media type, and on the root peers' paths every problem
+    in `detail` too."""
+    if request.blueprint in DETAILED_BLUEPRINTS and body.get("errors"):
+        problems = [f"{p['node_id']}: {p['message']}" if p.get("node_id") else p["message"] for p in body["errors"]]
+        body = {**body, "detail": f"{body['detail']}: {'; '.join(problems)}"}
+    return body, status, {**headers, "Content-Type": MEDIA_TYPE}
 
 
 DEPENDENCY_RETRY_AFTER_SECONDS = 5
@@ -136,22 +128,18 @@ def unreachable_dependency(error: Exception) -> str | None:
     return "Redis" if isinstance(error, RedisError) else "PostgreSQL"
 
 
-def dependency_error(error: Exception) -> tuple[dict[str, Any], int, dict[str, str]] | tuple[dict[str, Any], int]:
+def dependency_error(error: Exception) -> tuple[dict[str, Any], int, dict[str, str]]:
     """PostgreSQL or Redis unreachable: 503 with Retry-After, for the client to try again."""
     which = unreachable_dependency(error)
     if which is None:
         return unexpected_error(error)
     log.warning("%s unreachable on %s %s: %s", which, request.method, request.path, type(error).__name__)
-    payload = {
-        "code": 503,
-        "status": "Service Unavailable",
-        "message": f"{which} is unreachable; try again shortly",
-    }
-    return payload, 503, {"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)}
+    body = problem(503, f"{which} is unreachable; try again shortly", "unavailable")
+    return _answer(body, 503, {"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)})
 
 
-def unexpected_error(error: Exception) -> tuple[dict[str, Any], int]:
-    # Logged with its traceback here; the client learns nothing of the internals.
-    """Anything else: a 500 in the error shape, with no internals."""
+def unexpected_error(error: Exception) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Anything else: a 500, logged here with its traceback; the client learns nothing of
+    the internals."""
     log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
-    return {"code": 500, "status": "Internal Server Error", "message": InternalServerError.description}, 500
+    return _answer(problem(500, InternalServerError.description, "internal_error"), 500, {})

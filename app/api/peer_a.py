@@ -49,6 +49,7 @@ def owns(path: str) -> bool:
     sub-path, a method it does not take) is in its shape too (app/api/errors.py asks)."""
     return path == "/api/v1/workflow" or path.startswith(("/api/v1/workflow/", "/api/v1/admin/dlq"))
 
+
 # What peer-a reports of a node, from Stepwise's finer states: it has no QUEUED or retry
 # states (a dispatched node is RUNNING through its retries), and every node a failure or
 # a deadline stopped is FAILED.

@@ -7,6 +7,8 @@ from typing import Any
 
 from apispec import BasePlugin
 
+from app.api.problems import MEDIA_TYPE as PROBLEM
+
 SECURITY_SCHEMES = {
     "bearerAuth": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <API key>"},
     "apiKeyAuth": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
@@ -16,7 +18,8 @@ SPEC_OPTIONS = {
     "components": {"securitySchemes": SECURITY_SCHEMES},
     "info": {
         "description": "Stepwise: workflows as DAGs of nodes, run by RQ workers with PostgreSQL as the truth. "
-        "Every error has one shape: {code, status, message, errors?, details?}.",
+        "Every error is RFC 9457 problem details (application/problem+json): {type, title, status, detail, "
+        "instance, errors?, details?}; GET /problems lists the types.",
     },
 }
 
@@ -35,7 +38,7 @@ _WITH_BODY = {
 def _error(description: str) -> dict[str, Any]:
     return {
         "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
 
 
@@ -52,3 +55,19 @@ class CommonErrors(BasePlugin):
                 extra["404"] = "Not found"
             for code, description in extra.items():
                 responses.setdefault(code, _error(description))
+            for code, response in responses.items():
+                if str(code)[0] in "45" and isinstance(response, dict):
+                    _as_problem(response)
+
+    def response_helper(self, response: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """The shared error responses (flask-smorest's DEFAULT_ERROR, ...) too."""
+        if "Error" in str(response.get("content", {})):
+            _as_problem(response)
+        return response
+
+
+def _as_problem(response: dict[str, Any]) -> None:
+    """Errors are problem details, whichever view documented them."""
+    content = response.get("content")
+    if content and "application/json" in content:
+        content[PROBLEM] = content.pop("application/json")

@@ -4,7 +4,6 @@
   x ForbiddenError (403): the caller's role does not allow this, as things stand
   x NotFoundError (404)
   x ConflictError (409): the resource is not in a state that allows the request
-    · InvalidTransitionError
   x UnprocessableError (422)
     · InvalidWorkflowError: the DAG or a node's config is wrong; carries every problem
     · IdempotencyKeyMismatchError: the key was used before with another body
@@ -73,16 +72,6 @@ class NotFoundError(StepwiseError):
 class ConflictError(StepwiseError):
     status_code = 409
     code = "conflict"
-
-
-class InvalidTransitionError(ConflictError):
-    code = "invalid_transition"
-
-    def __init__(self, entity: str, current: str, target: str) -> None:
-        super().__init__(
-            f"{entity} cannot move from {current} to {target}",
-            details={"current_status": str(current), "requested_status": str(target)},
-        )
 
 
 class UnprocessableError(StepwiseError):

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from app.domain.errors import InvalidTransitionError
-
 
 class WorkflowStatus(StrEnum):
     DRAFT = "draft"  # being edited; cannot run
@@ -128,15 +126,3 @@ def node_sources(target: NodeStatus) -> frozenset[NodeStatus]:
 def values(statuses: frozenset[NodeStatus] | frozenset[ExecutionStatus]) -> list[str]:
     """A set of states as SQL parameters, in a stable order."""
     return sorted(str(s) for s in statuses)
-
-
-def check_execution_transition(current: ExecutionStatus, target: ExecutionStatus) -> None:
-    """Raise InvalidTransitionError unless the table allows current -> target."""
-    if target not in EXECUTION_TRANSITIONS[current]:
-        raise InvalidTransitionError("execution", current, target)
-
-
-def check_node_transition(current: NodeStatus, target: NodeStatus) -> None:
-    """Raise InvalidTransitionError unless the table allows current -> target."""
-    if target not in NODE_TRANSITIONS[current]:
-        raise InvalidTransitionError("node", current, target)

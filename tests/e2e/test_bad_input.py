@@ -41,7 +41,8 @@ def assert_clean_4xx(response: Any) -> None:
     assert 400 <= response.status_code < 500, (response.status_code, response.get_data(as_text=True)[:300])
     assert response.is_json
     body = response.json
-    assert body["code"] == response.status_code and body["message"]
+    assert response.content_type == "application/problem+json"
+    assert body["status"] == response.status_code and body["detail"] and body["type"].startswith("/problems/")
 
 
 @pytest.mark.parametrize("body", BAD_WORKFLOW_BODIES.values(), ids=BAD_WORKFLOW_BODIES.keys())
@@ -52,7 +53,7 @@ def test_bad_workflow_bodies(client: FlaskClient, body: str | bytes) -> None:
 def test_malformed_json_says_where(client: FlaskClient) -> None:
     response = client.post("/api/v1/workflows", data='{"name": "x",\n "nodes": [}', content_type="application/json")
     assert response.status_code == 400
-    assert "line 2 column" in response.json["message"]
+    assert "line 2 column" in response.json["detail"]
 
 
 @pytest.mark.parametrize(
@@ -124,19 +125,19 @@ def test_a_body_that_is_not_utf8_is_a_400_that_says_so(
     client: FlaskClient, body: bytes, content_type: str, said: str
 ) -> None:
     response = client.post("/api/v1/workflows", data=body, content_type=content_type)
-    assert response.status_code == 400 and said in response.json["message"]
+    assert response.status_code == 400 and said in response.json["detail"]
 
 
 def test_a_nul_in_the_path_is_a_400(client: FlaskClient) -> None:
     for path in ("/api/v1/admin/keys/%00", "/api/v1/admin/keys/a%00b"):
         response = client.delete(path)
-        assert response.status_code == 400 and "NUL" in response.json["message"]
+        assert response.status_code == 400 and "NUL" in response.json["detail"]
 
 
 @pytest.mark.parametrize("method", ["TRACE", "PUT", "PATCH"])
 def test_a_405_says_which_methods_are_allowed(client: FlaskClient, method: str) -> None:
     response = client.open("/api/v1/workflows", method=method)
-    assert response.status_code == 405 and response.json["code"] == 405
+    assert response.status_code == 405 and response.json["status"] == 405
     assert set(response.headers["Allow"].split(", ")) >= {"GET", "POST"}
 
 

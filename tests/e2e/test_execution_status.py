@@ -77,7 +77,7 @@ def test_new_work_is_refused_with_503_while_the_backlog_is_over_the_limit_but_re
     refused = client.post("/api/v1/executions", json={"workflow_id": workflow["id"]})  # 3 nodes wait now
     # At least its own 2 s (the rate limiter raises it to its window's reset, if later).
     assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 2
-    assert refused.json["status"] == "Service Unavailable" and refused.json["details"]["limit"] == limit
+    assert refused.json["type"] == "/problems/overloaded" and refused.json["details"]["limit"] == limit
     assert refused.json["details"]["queued_nodes"] >= limit
     # A client's retry of what was accepted still learns its execution; a new key does not get in.
     replay = client.post("/api/v1/executions", json={"workflow_id": workflow["id"]}, headers={"Idempotency-Key": "k1"})

@@ -147,9 +147,11 @@ def test_every_call_is_a_503_with_retry_after_while_postgresql_is_unreachable(
         response = client.open(path, method=method, json=body)
         assert response.status_code == 503, (path, response.status_code, response.get_data(as_text=True)[:200])
         assert response.json == {
-            "code": 503,
-            "status": "Service Unavailable",
-            "message": "PostgreSQL is unreachable; try again shortly",
+            "type": "/problems/unavailable",
+            "title": "A dependency is unavailable",
+            "status": 503,
+            "detail": "PostgreSQL is unreachable; try again shortly",
+            "instance": path,
         }
         assert int(response.headers["Retry-After"]) > 0
     assert client.get("/health").status_code == 200

@@ -99,7 +99,7 @@ def test_every_endpoint_group_with_every_role(
         headers["Authorization"] = f"Bearer {keys[holder]}"
     response = getattr(client, method)(fill(path, things), json=fill(body, things), headers=headers)
     error = response.json if isinstance(response.json, dict) else {}
-    said = error.get("message") or error.get("detail")  # peer-a's paths say `detail`
+    said = error.get("detail")
     if holder in (None, "bad"):
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"] == 'Bearer realm="stepwise"'
@@ -153,7 +153,7 @@ def test_429_after_the_limit_with_retry_after(settings: Settings, keys: dict[str
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert answers[0].headers["X-RateLimit-Limit"] == "3" and answers[0].headers["X-RateLimit-Remaining"] == "2"
     refused = answers[3]
-    assert refused.json["code"] == 429 and refused.json["status"] == "Too Many Requests"
+    assert refused.json["status"] == 429 and refused.json["type"] == "/problems/rate_limited"
     retry_after = int(refused.headers["Retry-After"])
     assert 0 < retry_after <= 60
     assert int(refused.headers["X-RateLimit-Reset"]) > 0
@@ -182,13 +182,13 @@ def test_the_trigger_has_a_limit_of_its_own(
 def test_413_415_and_400_in_the_error_shape(settings: Settings, authorized: Callable[[Flask], FlaskClient]) -> None:
     client = authorized(create_app(replace(settings, max_body_bytes=2000)))
     too_big = client.post("/api/v1/workflows", json={"name": "x", "description": "d" * 3000})
-    assert too_big.status_code == 413 and too_big.json["code"] == 413
+    assert too_big.status_code == 413 and too_big.json["status"] == 413
     not_json = client.post("/api/v1/workflows", data="name=x", content_type="application/x-www-form-urlencoded")
-    assert not_json.status_code == 415 and "application/json" in not_json.json["message"]
+    assert not_json.status_code == 415 and "application/json" in not_json.json["detail"]
     plain = client.post("/api/v1/workflows", data='{"name": "x"}', content_type="text/plain")
     assert plain.status_code == 415
     broken = client.post("/api/v1/workflows", data='{"name": ', content_type="application/json")
-    assert broken.status_code == 400 and "line 1 column" in broken.json["message"]
+    assert broken.status_code == 400 and "line 1 column" in broken.json["detail"]
     # a POST without a body needs no content type
     assert client.post("/api/v1/executions/00000000-0000-0000-0000-000000000000/cancel").status_code == 404
 

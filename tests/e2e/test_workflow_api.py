@@ -16,7 +16,7 @@ from tests.e2e.conftest import unique
 def problems(response: Any) -> set[tuple[str | None, str, str]]:
     assert response.status_code == 422, response.json
     body = response.json
-    assert set(body) >= {"code", "status", "message", "errors"} and body["code"] == 422
+    assert set(body) >= {"type", "title", "status", "detail", "instance", "errors"} and body["status"] == 422
     return {(p.get("node_id"), p["field"], p["code"]) for p in body["errors"]}
 
 
@@ -172,13 +172,14 @@ def test_errors_are_json_in_one_shape(client: FlaskClient, method: str, path: st
     response = getattr(client, method)(path)
     assert response.status_code == status
     assert response.is_json
-    assert response.json["code"] == status and response.json["message"] and response.json["status"]
+    assert response.json["status"] == status and response.json["detail"] and response.json["title"]
+    assert response.content_type == "application/problem+json" and response.json["instance"] == path.split("?")[0]
 
 
 def test_malformed_json_is_a_400_in_the_same_shape(client: FlaskClient) -> None:
     response = client.post("/api/v1/workflows", data="{not json", content_type="application/json")
     assert response.status_code == 400
-    assert response.json["code"] == 400
+    assert response.json["status"] == 400
 
 
 def test_openapi_document_and_docs_are_served(client: FlaskClient) -> None:

@@ -62,6 +62,8 @@ def test_what_gunicorn_refuses_itself_is_answered_in_the_json_error_shape(stack:
         with socket.create_connection(("127.0.0.1", stack.api_port), timeout=5) as conn:
             conn.sendall(raw)
             head, _, body = conn.recv(65536).partition(b"\r\n\r\n")
-        assert head.startswith(f"HTTP/1.1 {status} ".encode()) and b"Content-Type: application/json" in head
+        assert head.startswith(f"HTTP/1.1 {status} ".encode()) and b"Content-Type: application/problem+json" in head
         error = json.loads(body)
-        assert error["code"] == status and error["status"] and error["message"]
+        assert (
+            error["status"] == status and error["title"] and error["detail"] and error["type"].startswith("/problems/")
+        )
