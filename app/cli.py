@@ -77,8 +77,14 @@ def keys_create(name: str, role: str, quiet: bool) -> None:
 @keys_cli.command("list")
 def keys_list() -> None:
     """List keys: name, role, prefix, created, last used, revoked."""
+    rows, after = [], None
     with _sessions() as session:
-        rows = api_keys.list_keys(session)
+        while True:
+            page = api_keys.list_keys(session, after=after)
+            rows += page.items
+            if page.next_key is None:
+                break
+            after = page.next_key
     for row in rows:
         state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked else "live"
         used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never"

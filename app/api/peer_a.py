@@ -309,10 +309,7 @@ def dlq() -> Response:
         limit = int(raw)
     except ValueError:
         raise PeerAValidationError(["query", "limit"], "Input should be a valid integer", raw, "int_parsing") from None
-    letters, total = dead_letters.list_dead_letters(
-        db(), workflow_id=None, execution_id=None, category=None, node_id=None,
-        limit=max(limit, 0), offset=0, oldest_first=True, adhoc_only=keyless(),
-    )  # fmt: skip
+    letters, total = dead_letters.oldest_dead_letters(db(), max(limit, 0), adhoc_only=keyless())
     return _json({"entries": [_dlq_entry(letter) for letter in letters], "count": total})
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.models import ApiKey
+from app.repositories import paging
 
 
 def add(session: Session, name: str, role: str, key_hash: str, prefix: str) -> ApiKey | None:
@@ -39,9 +40,12 @@ def mark_used(session: Session, key_id: uuid.UUID) -> None:
     )
 
 
-def all_keys(session: Session) -> list[ApiKey]:
-    """Every key, newest first."""
-    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc())))
+def page(session: Session, *, after: paging.Key | None, limit: int, count: bool) -> paging.Page[ApiKey]:
+    """Keys (revoked ones too), newest first, a page after `after`."""
+    return paging.newest_first(
+        session, select(ApiKey), ApiKey.created_at, ApiKey.id, after=after, limit=limit, count=count,
+        key_of=lambda k: (k.created_at, k.id),
+    )  # fmt: skip
 
 
 def revoke(session: Session, id_or_name: str) -> ApiKey | None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.models import DeadLetter, Workflow
+from app.repositories import paging
 
 
 def add(session: Session, values: dict[str, Any]) -> uuid.UUID:
@@ -28,16 +30,14 @@ def page(
     execution_id: uuid.UUID | None,
     category: str | None,
     node_id: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    after: paging.Key | None,
     limit: int,
-    offset: int,
-    oldest_first: bool = False,
-    adhoc_only: bool = False,
-) -> tuple[list[DeadLetter], int]:
-    """Dead letters, newest first (or oldest first), and the total that match (only those of
-    ad-hoc workflows, with `adhoc_only`)."""
+    count: bool,
+) -> paging.Page[DeadLetter]:
+    """Dead letters that match, newest first, a page after `after`."""
     query = select(DeadLetter)
-    if adhoc_only:
-        query = query.join(Workflow, Workflow.id == DeadLetter.workflow_id).where(Workflow.adhoc)
     for column, value in (
         (DeadLetter.workflow_id, workflow_id),
         (DeadLetter.execution_id, execution_id),
@@ -46,9 +46,24 @@ def page(
     ):
         if value is not None:
             query = query.where(column == value)
+    if created_after:
+        query = query.where(DeadLetter.created_at >= created_after)
+    if created_before:
+        query = query.where(DeadLetter.created_at < created_before)
+    return paging.newest_first(
+        session, query, DeadLetter.created_at, DeadLetter.id, after=after, limit=limit, count=count,
+        key_of=lambda d: (d.created_at, d.id),
+    )  # fmt: skip
+
+
+def oldest(session: Session, limit: int, adhoc_only: bool) -> tuple[list[DeadLetter], int]:
+    """The oldest `limit` dead letters and how many there are (of ad-hoc workflows only,
+    with `adhoc_only`): peer-a's DLQ listing."""
+    query = select(DeadLetter)
+    if adhoc_only:
+        query = query.join(Workflow, Workflow.id == DeadLetter.workflow_id).where(Workflow.adhoc)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    when = DeadLetter.created_at.asc() if oldest_first else DeadLetter.created_at.desc()
-    rows = session.scalars(query.order_by(when, DeadLetter.id).limit(limit).offset(offset))
+    rows = session.scalars(query.order_by(DeadLetter.created_at, DeadLetter.id).limit(limit))
     return list(rows), total
 
 

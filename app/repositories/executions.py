@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app import correlation
 from app.domain.states import ExecutionStatus, execution_sources
 from app.models import Execution, Workflow
-from app.repositories import audit, node_counts
+from app.repositories import audit, node_counts, paging
 from app.repositories.audit import LogEntry
 from app.repositories.prepared import Prepared
 
@@ -135,19 +135,37 @@ def page(
     session: Session,
     *,
     workflow_id: uuid.UUID | None,
-    status: str | None,
+    workflow_name: str | None,
+    statuses: Sequence[str],
+    idempotency_key: str | None,
+    correlation_id: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    after: paging.Key | None,
     limit: int,
-    offset: int,
-) -> tuple[list[tuple[Execution, Workflow]], int]:
-    """Executions with their workflows, newest first, and the total that match."""
+    count: bool,
+) -> paging.Page[tuple[Execution, Workflow]]:
+    """Executions that match, with their workflows, newest first, a page after `after`."""
     query = select(Execution, Workflow).join(Workflow, Workflow.id == Execution.workflow_id)
-    if workflow_id:
-        query = query.where(Execution.workflow_id == workflow_id)
-    if status:
-        query = query.where(Execution.status == status)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.execute(query.order_by(Execution.created_at.desc(), Execution.id).limit(limit).offset(offset))
-    return [(e, w) for e, w in rows], total
+    for column, value in (
+        (Execution.workflow_id, workflow_id),
+        (Workflow.name, workflow_name),
+        (Execution.idempotency_key, idempotency_key),
+        (Execution.correlation_id, correlation_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if statuses:
+        query = query.where(Execution.status.in_(statuses))
+    if created_after:
+        query = query.where(Execution.created_at >= created_after)
+    if created_before:
+        query = query.where(Execution.created_at < created_before)
+    found = paging.newest_first(
+        session, query, Execution.created_at, Execution.id, after=after, limit=limit, count=count,
+        key_of=lambda row: (row[0].created_at, row[0].id), scalars=False,
+    )  # fmt: skip
+    return paging.Page([(e, w) for e, w in found.items], found.next_key, found.total)
 
 
 def transition(

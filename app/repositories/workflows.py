@@ -8,6 +8,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text, update
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from app.domain.dag import NodeSpec
 from app.domain.states import WorkflowStatus, workflow_sources
 from app.models import Workflow, WorkflowNode
-from app.repositories import audit
+from app.repositories import audit, paging
 from app.repositories.prepared import Prepared
 
 
@@ -234,17 +235,30 @@ def latest(session: Session, name: str) -> Workflow | None:
 
 
 def page(
-    session: Session, *, status: str | None, name: str | None, limit: int, offset: int
-) -> tuple[list[Workflow], int]:
-    """Workflows, newest first, and the total that match."""
+    session: Session,
+    *,
+    statuses: Sequence[str],
+    name: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    after: paging.Key | None,
+    limit: int,
+    count: bool,
+) -> paging.Page[Workflow]:
+    """Workflows that match, newest first, a page after `after`."""
     query = select(Workflow)
-    if status:
-        query = query.where(Workflow.status == status)
+    if statuses:
+        query = query.where(Workflow.status.in_(statuses))
     if name:
         query = query.where(Workflow.name == name)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(Workflow.created_at.desc(), Workflow.id).limit(limit).offset(offset))
-    return list(rows), total
+    if created_after:
+        query = query.where(Workflow.created_at >= created_after)
+    if created_before:
+        query = query.where(Workflow.created_at < created_before)
+    return paging.newest_first(
+        session, query, Workflow.created_at, Workflow.id, after=after, limit=limit, count=count,
+        key_of=lambda w: (w.created_at, w.id),
+    )  # fmt: skip
 
 
 def transition(session: Session, workflow: Workflow, target: WorkflowStatus, **values: Any) -> Workflow | None:

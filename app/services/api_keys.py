@@ -18,6 +18,7 @@ from app.domain.errors import ConflictError, NotFoundError, UnprocessableError
 from app.domain.roles import Role
 from app.models import ApiKey
 from app.repositories import api_keys as api_keys_repo
+from app.repositories import paging
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +137,12 @@ class KeyCache:
             log.warning("could not tell other processes of a revoked key; their caches expire within a minute")
 
 
-def list_keys(session: Session) -> list[ApiKey]:
-    """Every key (hashes never leave)."""
+def list_keys(
+    session: Session, *, after: paging.Key | None = None, limit: int = 1000, count: bool = False
+) -> paging.Page[ApiKey]:
+    """A page of keys, newest first (hashes never leave)."""
     with session.begin():
-        return api_keys_repo.all_keys(session)
+        return api_keys_repo.page(session, after=after, limit=limit, count=count)
 
 
 def revoke_key(session: Session, cache: KeyCache, id_or_name: str) -> ApiKey:

@@ -3,42 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.domain.errors import NotFoundError
 from app.models import DeadLetter
-from app.repositories import audit
+from app.repositories import audit, paging
 from app.repositories import dead_letters as dead_letters_repo
 from app.repositories.audit import LogEntry
 
 
-def list_dead_letters(
-    session: Session,
-    *,
-    workflow_id: uuid.UUID | None,
-    execution_id: uuid.UUID | None,
-    category: str | None,
-    node_id: str | None,
-    limit: int,
-    offset: int,
-    oldest_first: bool = False,
-    adhoc_only: bool = False,
-) -> tuple[list[DeadLetter], int]:
-    """A page of dead letters, newest first (or oldest first), and the total that match (of
-    ad-hoc workflows only, with `adhoc_only`)."""
+def list_dead_letters(session: Session, **page: Any) -> paging.Page[DeadLetter]:
+    """A page of dead letters, newest first (see dead_letters_repo.page for the filters)."""
     with session.begin():
-        return dead_letters_repo.page(
-            session,
-            workflow_id=workflow_id,
-            execution_id=execution_id,
-            category=category,
-            node_id=node_id,
-            limit=limit,
-            offset=offset,
-            oldest_first=oldest_first,
-            adhoc_only=adhoc_only,
-        )
+        return dead_letters_repo.page(session, **page)
+
+
+def oldest_dead_letters(session: Session, limit: int, adhoc_only: bool = False) -> tuple[list[DeadLetter], int]:
+    """The oldest `limit` dead letters, and how many there are (of ad-hoc workflows only,
+    with `adhoc_only`): peer-a's DLQ."""
+    with session.begin():
+        return dead_letters_repo.oldest(session, limit, adhoc_only)
 
 
 def get_dead_letter(session: Session, dead_letter_id: uuid.UUID) -> DeadLetter:

@@ -26,7 +26,7 @@ from app.domain.errors import (
 from app.domain.states import NODE_FINISHED, ExecutionStatus, NodeStatus, WorkflowStatus
 from app.handlers import registry
 from app.models import Execution, NodeExecution, Workflow
-from app.repositories import audit, node_counts, node_moves, node_reads
+from app.repositories import audit, node_counts, node_moves, node_reads, paging
 from app.repositories import executions as executions_repo
 from app.repositories import workflows as workflows_repo
 from app.repositories.audit import LogEntry
@@ -336,13 +336,11 @@ def get_results(session: Session, execution_id: uuid.UUID) -> tuple[ExecutionVie
         return ExecutionView(found[0], found[1]), node_reads.outputs(session, execution_id)
 
 
-def list_executions(
-    session: Session, *, workflow_id: uuid.UUID | None, status: str | None, limit: int, offset: int
-) -> tuple[list[ExecutionView], int]:
-    """A page of executions, newest first, and the total that match."""
+def list_executions(session: Session, **page: Any) -> paging.Page[ExecutionView]:
+    """A page of executions, newest first (see executions_repo.page for the filters)."""
     with session.begin():
-        rows, total = executions_repo.page(session, workflow_id=workflow_id, status=status, limit=limit, offset=offset)
-        return [ExecutionView(e, w) for e, w in rows], total
+        found = executions_repo.page(session, **page)
+        return paging.Page([ExecutionView(e, w) for e, w in found.items], found.next_key, found.total)
 
 
 def get_logs(

@@ -16,7 +16,7 @@ from app.domain.states import WorkflowStatus
 from app.handlers import registry
 from app.handlers.registry import STEPWISE
 from app.models import Workflow, WorkflowNode
-from app.repositories import audit
+from app.repositories import audit, paging
 from app.repositories import workflows as workflows_repo
 
 
@@ -220,9 +220,7 @@ def get_workflow(session: Session, workflow_id: uuid.UUID) -> WorkflowDetail:
         return WorkflowDetail(workflow, workflows_repo.nodes_of(session, workflow_id))
 
 
-def list_workflows(
-    session: Session, *, status: str | None, name: str | None, limit: int, offset: int
-) -> tuple[list[Workflow], int]:
-    """A page of workflows, newest first, and the total that match."""
+def list_workflows(session: Session, **page: Any) -> paging.Page[Workflow]:
+    """A page of workflows, newest first (see workflows_repo.page for the filters)."""
     with session.begin():
-        return workflows_repo.page(session, status=status, name=name, limit=limit, offset=offset)
+        return workflows_repo.page(session, **page)

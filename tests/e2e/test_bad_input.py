@@ -77,7 +77,7 @@ def test_bad_trigger_bodies(client: FlaskClient, body: str) -> None:
     "path",
     [
         "/api/v1/workflows?name=%00",
-        "/api/v1/workflows?offset=9223372036854775808",
+        "/api/v1/workflows?cursor=%FF%FE",
         "/api/v1/workflows?limit=abc",
         "/api/v1/executions?status=%00",
         "/api/v1/executions?workflow_id=zzz",

@@ -81,7 +81,7 @@ def test_fifty_concurrent_identical_triggers_create_exactly_one_execution(
     assert codes == [200] * 49 + [201]
     assert len({execution_id for _, execution_id in results}) == 1
     listed = client.get("/api/v1/executions", query_string={"workflow_id": workflow["id"]}).json
-    assert listed["total"] == 1
+    assert len(listed["items"]) == 1
     # and it has exactly one set of node rows
     detail = client.get(f"/api/v1/executions/{results[0][1]}").json
     assert [n["node_id"] for n in detail["nodes"]] == ["a", "b"]
@@ -135,3 +135,44 @@ def test_racing_by_name_triggers_while_a_new_version_goes_live_make_one_executio
     with ThreadPoolExecutor(max_workers=21) as pool:
         ids = {i for i in pool.map(trigger, range(21)) if i}
     assert len(ids) == 1
+
+
+def test_a_new_execution_has_a_location_and_a_replay_a_content_location(
+    client: FlaskClient, define: Callable[..., dict[str, Any]]
+) -> None:
+    workflow = define([{"id": "a", "handler": "noop"}])
+    body = {"workflow_id": workflow["id"]}
+    made = client.post("/api/v1/executions", json=body, headers={"Idempotency-Key": '"order-7"'})  # RFC 8941 quoted
+    assert made.status_code == 201 and made.headers["Location"] == f"/api/v1/executions/{made.json['id']}"
+    assert made.json["idempotency_key"] == "order-7"
+    again = client.post("/api/v1/executions", json=body, headers={"Idempotency-Key": "order-7"})  # the same key bare
+    assert again.status_code == 200 and again.json["id"] == made.json["id"]
+    assert again.headers["Content-Location"] == made.headers["Location"] and "Location" not in again.headers
+    unclosed = client.post("/api/v1/executions", json=body, headers={"Idempotency-Key": '"order-7'})
+    assert unclosed.status_code == 422 and "closing quote" in str(unclosed.json["errors"])
+
+
+def test_executions_are_found_by_key_correlation_state_and_time(
+    client: FlaskClient, define: Callable[..., dict[str, Any]]
+) -> None:
+    workflow = define([{"id": "a", "handler": "noop"}])
+    made = client.post(
+        "/api/v1/executions",
+        json={"workflow_id": workflow["id"], "scheduled_at": "2099-01-01T00:00:00Z"},
+        headers={"Idempotency-Key": "find-me", "X-Correlation-ID": f"corr-{workflow['id']}"},
+    ).json
+    for query in (
+        {"workflow_id": workflow["id"], "idempotency_key": "find-me"},
+        {"correlation_id": f"corr-{workflow['id']}"},
+        {"workflow_name": workflow["name"], "status": ["PENDING", "RUNNING"]},
+        {"workflow_id": workflow["id"], "created_after": made["created_at"]},
+    ):
+        found = client.get("/api/v1/executions", query_string=query).json["items"]
+        assert [e["id"] for e in found] == [made["id"]], query
+    for query in (
+        {"workflow_id": workflow["id"], "status": "COMPLETED"},
+        {"workflow_id": workflow["id"], "created_before": made["created_at"]},
+        {"workflow_id": workflow["id"], "idempotency_key": "other"},
+    ):
+        assert client.get("/api/v1/executions", query_string=query).json["items"] == [], query
+    assert client.post(f"/api/v1/executions/{made['id']}/cancel").status_code == 200

@@ -256,7 +256,7 @@ def test_an_invalid_dag_is_a_400_with_the_reasons(client: FlaskClient, nodes: li
         # peer-c's clients read `detail` (its cycle test looks for the word)
         assert response.json["detail"].startswith(f"workflow {name!r} is not valid: ")
         assert code != "cycle" or "cycle" in response.json["detail"]
-    assert client.get("/api/v1/workflows", query_string={"name": name}).json["total"] == 0  # nothing stored
+    assert client.get("/api/v1/workflows", query_string={"name": name}).json["items"] == []  # nothing stored
 
 
 def test_a_malformed_body_is_a_400_too(client: FlaskClient) -> None:

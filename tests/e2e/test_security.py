@@ -133,7 +133,7 @@ def test_a_revoked_key_stops_working_at_once(client: FlaskClient, app: Flask) ->
     key = made.json["key"]
     caller = app.test_client()
     assert caller.get("/api/v1/workflows", headers={"Authorization": f"Bearer {key}"}).status_code == 200
-    listed = {k["name"]: k for k in client.get("/api/v1/admin/keys").json}
+    listed = {k["name"]: k for k in client.get("/api/v1/admin/keys", query_string={"limit": 500}).json["items"]}
     assert listed[made.json["name"]]["last_used_at"] is not None and "key" not in listed[made.json["name"]]
     revoked = client.delete(f"/api/v1/admin/keys/{made.json['name']}")
     assert revoked.status_code == 200 and revoked.json["revoked"] is True

@@ -53,7 +53,7 @@ def test_every_dag_problem_is_listed_in_one_422(client: FlaskClient) -> None:
     cycle = next(p for p in response.json["errors"] if p["code"] == "cycle")
     assert sorted(cycle["details"]["cycle"]) == ["c1", "c2"]
     # nothing was stored
-    assert client.get("/api/v1/workflows", query_string={"name": name}).json["total"] == 0
+    assert client.get("/api/v1/workflows", query_string={"name": name}).json["items"] == []
 
 
 def test_an_empty_dag_cannot_be_activated(client: FlaskClient) -> None:
@@ -143,18 +143,25 @@ def test_archived_workflows_take_no_new_executions(client: FlaskClient, define: 
     assert client.post("/api/v1/executions", json={"workflow_id": draft["id"]}).status_code == 409
 
 
-def test_list_filters_and_paginates_with_a_total(client: FlaskClient, define: Callable[..., dict[str, Any]]) -> None:
+def test_lists_filter_and_page_by_cursor_with_a_total_on_request(
+    client: FlaskClient, define: Callable[..., dict[str, Any]]
+) -> None:
     name = unique()
     for _ in range(3):
         define([{"id": "a", "handler": "noop"}], name=name)
     client.post("/api/v1/workflows", json={"name": name})  # a draft v4
-    page = client.get("/api/v1/workflows", query_string={"name": name, "status": "active", "limit": 2}).json
-    assert (page["total"], len(page["items"]), page["limit"], page["offset"]) == (3, 2, 2, 0)
-    rest = client.get("/api/v1/workflows", query_string={"name": name, "status": "active", "offset": 2}).json
+    active = {"name": name, "status": "active"}
+    page = client.get("/api/v1/workflows", query_string={**active, "limit": 2, "count": "true"}).json
+    assert (page["total"], len(page["items"])) == (3, 2) and page["next_cursor"]
+    define([{"id": "a", "handler": "noop"}], name=name)  # a new one meanwhile: it does not shift the pages
+    rest = client.get("/api/v1/workflows", query_string={**active, "limit": 2, "cursor": page["next_cursor"]}).json
+    assert rest["next_cursor"] is None and "total" not in rest
     assert [w["version"] for w in page["items"] + rest["items"]] == [3, 2, 1]
-    bad = client.get("/api/v1/workflows", query_string={"limit": 0, "status": "sleepy"})
+    both = client.get("/api/v1/workflows", query_string=[("name", name), ("status", "active"), ("status", "draft")])
+    assert sorted(w["version"] for w in both.json["items"]) == [1, 2, 3, 4, 5]
+    bad = client.get("/api/v1/workflows", query_string={"limit": 0, "status": "sleepy", "cursor": "nope"})
     assert bad.status_code == 422
-    assert {p["field"] for p in bad.json["errors"]} == {"query.limit", "query.status"}
+    assert {p["field"] for p in bad.json["errors"]} == {"query.limit", "query.status.0", "query.cursor"}
 
 
 @pytest.mark.parametrize(
@@ -226,3 +233,16 @@ def test_a_name_is_trimmed_by_both_apis_and_by_a_trigger(client: FlaskClient) ->
     submitted = client.post("/workflow", json={"name": f" {name}-adhoc ", "nodes": nodes})
     assert submitted.status_code == 200, submitted.json
     assert client.get(f"/api/v1/workflows/{submitted.json['workflow_id']}").json["name"] == f"{name}-adhoc"
+
+
+def test_a_new_workflow_has_a_location_and_a_strong_etag(client: FlaskClient) -> None:
+    made = client.post("/api/v1/workflows", json={"name": unique(), "nodes": [{"id": "a", "handler": "noop"}],
+                                                  "activate": True})  # fmt: skip
+    assert made.status_code == 201 and made.headers["Location"] == f"/api/v1/workflows/{made.json['id']}"
+    first = client.get(made.headers["Location"])
+    etag = first.headers["ETag"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+    assert client.get(made.headers["Location"], headers={"If-None-Match": etag}).status_code == 304
+    key = client.post("/api/v1/admin/keys", json={"name": unique("loc"), "role": "reader"})
+    assert key.status_code == 201 and key.headers["Location"] == f"/api/v1/admin/keys/{key.json['id']}"
+    assert client.delete(key.headers["Location"]).status_code == 200

@@ -11,7 +11,14 @@ from app.api import db, runtime
 from app.api.auth import requires
 from app.api.errors import ErrorSchema
 from app.api.parsing import Blueprint
-from app.api.v1.schemas import DeadLetterArgsSchema, DeadLetterPageSchema, DeadLetterSchema, ExecutionDetailSchema
+from app.api.v1.schemas import (
+    DeadLetterArgsSchema,
+    DeadLetterPageSchema,
+    DeadLetterSchema,
+    ExecutionDetailSchema,
+    page_of,
+    page_query,
+)
 from app.domain.roles import Role
 from app.services import dead_letters, executions, lifecycle
 from app.services.executions import ExecutionView
@@ -25,17 +32,9 @@ class DeadLetters(MethodView):
     @blp.arguments(DeadLetterArgsSchema, location="query")
     @blp.response(200, DeadLetterPageSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
-        """List dead letters, newest first"""
-        items, total = dead_letters.list_dead_letters(
-            db(),
-            workflow_id=args.get("workflow_id"),
-            execution_id=args.get("execution_id"),
-            category=args.get("category"),
-            node_id=args.get("node_id"),
-            limit=args["limit"],
-            offset=args["offset"],
-        )
-        return {"items": items, "total": total, "limit": args["limit"], "offset": args["offset"]}
+        """List dead letters, newest first, a page at a time"""
+        filters = {name: args.get(name) for name in ("workflow_id", "execution_id", "category", "node_id")}
+        return page_of(dead_letters.list_dead_letters(db(), **page_query(args, **filters)))
 
 
 @blp.route("/dead-letters/<uuid:dead_letter_id>")

@@ -14,6 +14,7 @@ from app.api.auth import requires
 from app.api.errors import ErrorSchema
 from app.api.parsing import Blueprint
 from app.api.v1.schemas import (
+    LOCATION,
     ExecutionDetailArgsSchema,
     ExecutionDetailSchema,
     ExecutionListArgsSchema,
@@ -26,6 +27,8 @@ from app.api.v1.schemas import (
     NodePageSchema,
     ResultsSchema,
     TriggerSchema,
+    page_of,
+    page_query,
 )
 from app.domain.roles import Role
 from app.domain.states import NodeStatus
@@ -40,25 +43,25 @@ class Executions(MethodView):
     @blp.arguments(ExecutionListArgsSchema, location="query")
     @blp.response(200, ExecutionPageSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
-        """List executions, newest first"""
-        items, total = service.list_executions(
-            db(),
-            workflow_id=args.get("workflow_id"),
-            status=args.get("status"),
-            limit=args["limit"],
-            offset=args["offset"],
-        )
-        return {"items": items, "total": total, "limit": args["limit"], "offset": args["offset"]}
+        """List executions, newest first, a page at a time"""
+        named = ("workflow_id", "workflow_name", "idempotency_key", "correlation_id")
+        filters = {name: args.get(name) for name in named}
+        return page_of(service.list_executions(db(), **page_query(args, statuses=args["status"], **filters)))
 
     @limits.trigger
     @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.arguments(TriggerSchema)
-    @blp.response(201, ExecutionSchema, description="A new execution")
-    @blp.alt_response(200, schema=ExecutionSchema, description="The execution this idempotency key already made")
+    @blp.response(201, ExecutionSchema, description="A new execution", headers=LOCATION)
+    @blp.alt_response(
+        200,
+        schema=ExecutionSchema,
+        description="The execution this idempotency key already made",
+        headers={"Content-Location": {**LOCATION["Location"], "description": "The execution's path"}},
+    )
     @blp.alt_response(404, schema=ErrorSchema)
     @blp.alt_response(409, schema=ErrorSchema, description="The workflow is not active, or the key's run was cancelled")
     @blp.alt_response(422, schema=ErrorSchema, description="The key was used with another body, or bad node_params")
-    def post(self, body: dict[str, Any], **headers: Any) -> tuple[service.ExecutionView, int]:
+    def post(self, body: dict[str, Any], **headers: Any) -> tuple[service.ExecutionView, int, dict[str, str]]:
         """Trigger an execution; repeat it safely with an Idempotency-Key"""
         key = body.get("idempotency_key")
         header_key = headers.get("idempotency_key")
@@ -76,7 +79,8 @@ class Executions(MethodView):
             node_params=body["node_params"],
         )
         view = service.trigger(db(), runtime().dispatcher, request, runtime().admission, runtime().limits)
-        return view, 201 if view.created else 200
+        where = f"/api/v1/executions/{view.execution.id}"
+        return (view, 201, {"Location": where}) if view.created else (view, 200, {"Content-Location": where})
 
 
 @blp.route("/<uuid:execution_id>")

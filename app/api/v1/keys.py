@@ -11,6 +11,7 @@ from app.api import db, runtime
 from app.api.auth import requires
 from app.api.errors import ErrorSchema
 from app.api.parsing import Blueprint
+from app.api.v1.schemas import LOCATION, Cursor, PageSchema, page_of
 from app.domain.roles import Role
 from app.services import api_keys
 
@@ -33,6 +34,16 @@ class KeySchema(ma.Schema):
     revoked_at = ma.fields.DateTime(allow_none=True)
 
 
+class KeyListArgsSchema(ma.Schema):
+    limit = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=500))
+    cursor = Cursor(metadata={"description": "next_cursor of the previous page; none for the first"})
+    count = ma.fields.Boolean(load_default=False, metadata={"description": "Also count every key (`total`)"})
+
+
+class KeyPageSchema(PageSchema):
+    items = ma.fields.List(ma.fields.Nested(KeySchema))
+
+
 class NewKeySchema(KeySchema):
     key = ma.fields.String(metadata={"description": "The key itself: shown this once, never again"})
 
@@ -40,19 +51,21 @@ class NewKeySchema(KeySchema):
 @blp.route("")
 class Keys(MethodView):
     @requires(Role.ADMIN)
-    @blp.response(200, KeySchema(many=True))
-    def get(self) -> Any:
-        """List API keys"""
-        return api_keys.list_keys(db())
+    @blp.arguments(KeyListArgsSchema, location="query")
+    @blp.response(200, KeyPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """List API keys (revoked ones too), newest first, a page at a time"""
+        return page_of(api_keys.list_keys(db(), after=args.get("cursor"), limit=args["limit"], count=args["count"]))
 
     @requires(Role.ADMIN)
     @blp.arguments(KeyInSchema)
-    @blp.response(201, NewKeySchema)
+    @blp.response(201, NewKeySchema, headers=LOCATION)
     @blp.alt_response(409, schema=ErrorSchema, description="The name is taken")
-    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Create an API key; the response holds the key, which is not shown again"""
         row, key = api_keys.create_key(db(), body["name"], body["role"])
-        return {**{f: getattr(row, f) for f in KeySchema().fields}, "key": key}
+        made = {**{f: getattr(row, f) for f in KeySchema().fields}, "key": key}
+        return made, 201, {"Location": f"/api/v1/admin/keys/{row.id}"}
 
 
 @blp.route("/<string:id_or_name>")

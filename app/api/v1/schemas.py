@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -214,21 +216,86 @@ class WorkflowSummarySchema(ma.Schema):
     activated_at = fields.DateTime(allow_none=True)
 
 
+# The headers of a 201: where the new resource is (RFC 9110).
+LOCATION = {"Location": {"description": "The new resource's path", "schema": {"type": "string"}, "required": True}}
+
+
+class Cursor(fields.String):
+    """Where a page of a list starts: the opaque `next_cursor` of the page before (a row's
+    creation time and id, newest first)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[datetime, uuid.UUID]:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            when, _, row_id = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode().partition("|")
+            key = (datetime.fromisoformat(when), uuid.UUID(row_id))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ma.ValidationError("not a cursor from this endpoint") from err
+        if key[0].tzinfo is None:
+            raise ma.ValidationError("not a cursor from this endpoint")
+        return key
+
+    @staticmethod
+    def of(key: tuple[datetime, uuid.UUID] | None) -> str | None:
+        """The cursor that starts the page after the row with this key."""
+        if key is None:
+            return None
+        return base64.urlsafe_b64encode(f"{key[0].isoformat()}|{key[1]}".encode()).decode().rstrip("=")
+
+
 class PageArgsSchema(ma.Schema):
+    """What every list takes: a page size, where it starts, and whether to count."""
+
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
+    cursor = Cursor(metadata={"description": "next_cursor of the previous page; none for the first"})
+    count = fields.Boolean(
+        load_default=False, metadata={"description": "Also count every match (`total`): a COUNT grows with the table"}
+    )
+    created_after = Instant(metadata={"description": "Created at or after this time"})
+    created_before = Instant(metadata={"description": "Created before this time"})
+
+
+def page_query(args: dict[str, Any], **filters: Any) -> dict[str, Any]:
+    """A list's query arguments as a repository's page() takes them."""
+    return {
+        "after": args.get("cursor"),
+        "limit": args["limit"],
+        "count": args["count"],
+        "created_after": args.get("created_after"),
+        "created_before": args.get("created_before"),
+        **filters,
+    }
+
+
+def page_of(page: Any) -> dict[str, Any]:
+    """A page as a list answers it: items, next_cursor, and total when counted."""
+    answer = {"items": page.items, "next_cursor": Cursor.of(page.next_key)}
+    if page.total is not None:
+        answer["total"] = page.total
+    return answer
+
+
+class PageSchema(ma.Schema):
+    next_cursor = fields.String(
+        allow_none=True, metadata={"description": "Pass as `cursor` for the next page; null on the last"}
+    )
+    total = fields.Integer(metadata={"description": "Every match, with count=true only"})
+
+
+_STATUS_LIST = "Only these states (repeat the parameter for several)"
 
 
 class WorkflowListArgsSchema(PageArgsSchema):
-    status = fields.String(validate=validate.OneOf([s.value for s in WorkflowStatus]))
+    status = fields.List(
+        fields.String(validate=validate.OneOf([s.value for s in WorkflowStatus])),
+        load_default=list,
+        metadata={"description": _STATUS_LIST},
+    )
     name = fields.String(validate=validate.Length(min=1, max=200))
 
 
-class WorkflowPageSchema(ma.Schema):
+class WorkflowPageSchema(PageSchema):
     items = fields.List(fields.Nested(WorkflowSummarySchema))
-    total = fields.Integer()
-    limit = fields.Integer()
-    offset = fields.Integer()
 
 
 # Keys travel in an HTTP header too, where only visible ASCII is unambiguous.
@@ -282,8 +349,43 @@ class TriggerSchema(ma.Schema):
         return _trimmed(data, "workflow_name")
 
 
+class IdempotencyKeyHeader(fields.String):
+    """The Idempotency-Key header as the IETF draft defines it: a Structured Field string
+    (RFC 8941), `"abc"` being the key `abc` (with `\\"` and `\\\\` escapes). A bare token,
+    as many clients send, is taken as it is."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        if not text.startswith('"'):
+            return text
+        key, escaped = [], False
+        for position, char in enumerate(text[1:], start=1):
+            if escaped:
+                if char not in '"\\':
+                    raise ma.ValidationError('only \\" and \\\\ may be escaped in a quoted key (RFC 8941)')
+                key.append(char)
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                if position != len(text) - 1:
+                    raise ma.ValidationError("nothing may follow the closing quote (RFC 8941)")
+                return "".join(key)
+            else:
+                key.append(char)
+        raise ma.ValidationError("a quoted key needs its closing quote (RFC 8941)")
+
+
 class IdempotencyHeaderSchema(ma.Schema):
-    idempotency_key = fields.String(data_key="Idempotency-Key", validate=KEY_CHARS)
+    idempotency_key = IdempotencyKeyHeader(
+        data_key="Idempotency-Key",
+        validate=KEY_CHARS,
+        metadata={
+            "description": 'A Structured Field string ("abc"; a bare token is taken as it is). Its scope: the '
+            "workflow version (by workflow_id) or every version of the name (by workflow_name); kept as long as "
+            "the execution it made (RETENTION_DAYS after it finished)"
+        },
+    )
     correlation_id = fields.String(data_key="X-Correlation-ID", validate=validate.Length(min=1, max=200))
 
 
@@ -384,14 +486,18 @@ class NodePageSchema(ma.Schema):
 
 class ExecutionListArgsSchema(PageArgsSchema):
     workflow_id = fields.UUID()
-    status = fields.String(validate=validate.OneOf([s.value for s in ExecutionStatus]))
+    workflow_name = fields.String(validate=validate.Length(min=1, max=255))
+    status = fields.List(
+        fields.String(validate=validate.OneOf([s.value for s in ExecutionStatus])),
+        load_default=list,
+        metadata={"description": _STATUS_LIST},
+    )
+    idempotency_key = fields.String(validate=KEY_CHARS)
+    correlation_id = fields.String(validate=validate.Length(min=1, max=200))
 
 
-class ExecutionPageSchema(ma.Schema):
+class ExecutionPageSchema(PageSchema):
     items = fields.List(fields.Nested(ExecutionSchema))
-    total = fields.Integer()
-    limit = fields.Integer()
-    offset = fields.Integer()
 
 
 class ResultsSchema(ma.Schema):
@@ -454,8 +560,5 @@ class DeadLetterSchema(ma.Schema):
     created_at = fields.DateTime()
 
 
-class DeadLetterPageSchema(ma.Schema):
+class DeadLetterPageSchema(PageSchema):
     items = fields.List(fields.Nested(DeadLetterSchema))
-    total = fields.Integer()
-    limit = fields.Integer()
-    offset = fields.Integer()
