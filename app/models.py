@@ -40,6 +40,7 @@ class Workflow(Base):
         UniqueConstraint("name", "version"),
         CheckConstraint(_in("status", WorkflowStatus), name="status"),
         Index(None, "status", "name"),
+        Index(None, "created_at", "id"),  # newest first, a page at a time
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -111,6 +112,7 @@ class Execution(Base):
         CheckConstraint(_in("status", ExecutionStatus), name="status"),
         Index(None, "workflow_id", "created_at"),
         Index(None, "status", "created_at"),
+        Index(None, "created_at", "id"),  # newest first, a page at a time
         # The scheduler's work lists: each partial index holds only the rows waiting.
         Index(None, "scheduled_at", postgresql_where=text("status = 'PENDING'")),
         Index(None, "deadline_at", postgresql_where=text("status = 'RUNNING' AND deadline_at IS NOT NULL")),
