@@ -52,8 +52,8 @@ from app.domain import templates
 from app.domain.storable import UnstorableJsonError, check_storable
 from app.domain.templates import TemplateResolutionError
 from app.handlers import HandlerError, NodeContext, registry
+from app.handlers.clients import HandlerClients
 from app.handlers.registry import Defer, RunMode
-from app.handlers.services import HandlerServices
 from app.repositories.claims import ClaimedNode
 from app.runtime import Runtime
 from app.services import node_runs
@@ -134,9 +134,9 @@ def _key(node: ClaimedNode) -> Held:
 class Engine:
     """Runs nodes for one worker process (see the module docstring)."""
 
-    def __init__(self, rt: Runtime, services: HandlerServices, worker_name: str) -> None:
+    def __init__(self, rt: Runtime, clients: HandlerClients, worker_name: str) -> None:
         settings = rt.settings
-        self.rt, self.services, self.worker_name = rt, services, worker_name
+        self.rt, self.clients, self.worker_name = rt, clients, worker_name
         self.slice_seconds = settings.worker_slice_ms / 1000
         self.default_timeout = settings.default_node_timeout_seconds
         self.slots = Slots(settings.worker_concurrency)
@@ -556,7 +556,7 @@ class Engine:
             node.attempt,
             node.input,
             node.correlation_id,
-            services=self.services,
+            clients=self.clients,
             woke_from=node.woke_from,
             dry_run=node.dry_run,
         )

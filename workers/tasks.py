@@ -12,8 +12,8 @@ from app import correlation
 from app.config import Settings
 from app.dispatch import parse_payload
 from app.handlers import load_extensions
+from app.handlers.clients import HandlerClients
 from app.handlers.registry import RunMode
-from app.handlers.services import HandlerServices
 from app.runtime import Runtime
 from workers.engine import Engine
 
@@ -28,8 +28,8 @@ def engine(worker_name: str | None = None) -> Engine:
         settings = Settings.from_env()
         load_extensions(settings.handler_module_names)
         rt = Runtime.from_settings(settings)
-        services = HandlerServices.from_settings(settings, rt.redis)
-        _engine = Engine(rt, services, worker_name or socket.gethostname())
+        clients = HandlerClients.from_settings(settings, rt.redis)
+        _engine = Engine(rt, clients, worker_name or socket.gethostname())
         _engine_pid = os.getpid()
     elif worker_name:
         _engine.worker_name = worker_name  # the RQ worker, named once it exists

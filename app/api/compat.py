@@ -116,7 +116,7 @@ class StatusSchema(ma.Schema):
     execution_id = fields.UUID()
     workflow_id = fields.UUID()
     name = fields.String()
-    status = fields.String(metadata={"enum": ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]})
+    status = fields.String(metadata={"enum": [str(s) for s in ExecutionStatus if s not in PEER_STATUS]})
     dry_run = fields.Boolean()
     error = fields.Dict(allow_none=True)
     nodes = fields.Dict(keys=fields.String(), values=fields.Nested(PeerNodeSchema))

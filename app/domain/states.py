@@ -86,6 +86,12 @@ NODE_TRANSITIONS: dict[NodeStatus, frozenset[NodeStatus]] = {
 
 # "Finished": nothing more will happen to it unless a user asks (retry).
 EXECUTION_FINISHED = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
+# What a retry of the execution accepts: a failed one, or one waiting for its automatic retry.
+EXECUTION_RETRYABLE = frozenset({ExecutionStatus.FAILED, ExecutionStatus.RETRYING})
+# What a dead letter's retry accepts: those, and a running one (a branch failed, others run on).
+EXECUTION_RESUMABLE = EXECUTION_RETRYABLE | {ExecutionStatus.RUNNING}
+# What the peers' trigger starts (PENDING) or reruns (FAILED): new work, which admission may refuse.
+EXECUTION_STARTABLE = frozenset({ExecutionStatus.PENDING, ExecutionStatus.FAILED})
 NODE_FINISHED = frozenset(
     {
         NodeStatus.COMPLETED,

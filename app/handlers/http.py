@@ -92,18 +92,18 @@ def synthetic_response(config: dict[str, Any], ctx: NodeContext) -> dict[str, An
 )
 def http_request(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """Calls an HTTP endpoint; outputs the status, headers, parsed body and time taken."""
-    services = ctx.services
+    clients = ctx.clients
     host = urlsplit(config["url"]).hostname or ""
     content, content_headers = encode_body(config)
     # Forwarded so the service can drop a repeated attempt of the same node run.
     headers = {"Idempotency-Key": ctx.idempotency_key, **content_headers, **config["headers"]}
-    services.circuit.before(host)
+    clients.circuit.before(host)
     try:
         response = outbound.request(
-            services.http,
+            clients.http,
             config["method"],
             config["url"],
-            policy=services.outbound,
+            policy=clients.outbound,
             headers=headers,
             params=config["params"],
             content=content,
@@ -112,9 +112,9 @@ def http_request(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         )
     except HandlerError as err:
         if err.retryable:
-            services.circuit.failure(host)
+            clients.circuit.failure(host)
         raise
-    check_status(response, config["expected_status"], services.circuit, host)
+    check_status(response, config["expected_status"], clients.circuit, host)
     return {
         "status_code": response.status_code,
         "headers": response.headers,

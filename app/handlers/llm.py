@@ -55,13 +55,13 @@ def synthetic_completion(config: dict[str, Any], ctx: NodeContext) -> dict[str, 
 )
 def llm_service(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     """Asks a chat model; outputs its text, the model and the token usage."""
-    services = ctx.services
-    if not services.llm_base_url:
+    clients = ctx.clients
+    if not clients.llm_base_url:
         raise HandlerError(
             "no LLM endpoint is configured: set LLM_BASE_URL (and LLM_API_KEY) for the workers",
             category="configuration",
         )
-    url = f"{services.llm_base_url}/chat/completions"
+    url = f"{clients.llm_base_url}/chat/completions"
     messages = ([{"role": "system", "content": config["system"]}] if config["system"] else []) + [
         {"role": "user", "content": config["prompt"]}
     ]
@@ -70,26 +70,26 @@ def llm_service(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         if config[name] is not None:
             payload[name] = config[name]
     headers = {"Content-Type": "application/json", "Idempotency-Key": ctx.idempotency_key}
-    if services.llm_api_key:
-        headers["Authorization"] = f"Bearer {services.llm_api_key}"
+    if clients.llm_api_key:
+        headers["Authorization"] = f"Bearer {clients.llm_api_key}"
     host = urlsplit(url).hostname or ""
-    services.circuit.before(host)
+    clients.circuit.before(host)
     try:
         response = outbound.request(
-            services.http,
+            clients.http,
             "POST",
             url,
-            policy=services.outbound,
+            policy=clients.outbound,
             headers=headers,
             content=json.dumps(payload).encode(),
-            timeout=services.llm_timeout_seconds,
+            timeout=clients.llm_timeout_seconds,
             trusted=True,
         )
     except HandlerError as err:
         if err.retryable:
-            services.circuit.failure(host)
+            clients.circuit.failure(host)
         raise
-    check_status(response, None, services.circuit, host)
+    check_status(response, None, clients.circuit, host)
     return _completion(response.body)
 
 

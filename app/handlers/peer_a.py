@@ -14,8 +14,8 @@ from typing import Any
 
 from app.domain import peer_a
 from app.domain.retry import RetryPolicy
+from app.handlers.clients import simulated_wait
 from app.handlers.registry import PEER_A, Defer, HandlerError, NodeContext, RunMode, handler
-from app.handlers.services import simulated_wait
 
 PREFIX = "peer_a."
 # peer-a has no node timeout; a delay node gets the longest Stepwise allows, and waits at most that.

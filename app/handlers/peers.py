@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.domain.retry import RetryPolicy
+from app.handlers.clients import simulated_wait
 from app.handlers.registry import NodeContext, RunMode, handler
-from app.handlers.services import simulated_wait
 
 PREFIX = "peers."
 RETRIES = RetryPolicy(max_attempts=3, backoff_seconds=1.0, max_backoff_seconds=60.0)

@@ -132,8 +132,8 @@ class NodeContext:
     input: Mapping[str, Any]
     correlation_id: str | None = None
     logs: list[LogLine] = field(default_factory=list)
-    # The worker's clients for the outside world (HandlerServices); None in unit tests.
-    services: Any = None
+    # The worker's clients for the outside world (HandlerClients); None in unit tests.
+    clients: Any = None
     # When the node waited in PostgreSQL (a `delay`), the time it was to wake.
     woke_from: Any = None
     # The execution is a dry run: a handler with side effects must not have them.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -168,17 +169,25 @@ def page(
     return paging.Page([(e, w) for e, w in found.items], found.next_key, found.total)
 
 
+@dataclass(frozen=True)
+class Note:
+    """What a transition's audit row says: its message, level and details (the from and to
+    states are added)."""
+
+    message: str
+    level: str = "info"
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
 def transition(
     session: Session,
     execution_id: uuid.UUID,
     target: ExecutionStatus,
-    *,
-    message: str,
-    level: str = "info",
-    details: dict[str, Any] | None = None,
-    **values: Any,
+    note: Note,
+    columns: Mapping[str, Any] | None = None,
 ) -> ExecutionStatus | None:
-    """Move an execution to `target` from wherever the state table allows; log it.
+    """Move an execution to `target` from wherever the state table allows, setting
+    `columns` too, and log it with `note`.
 
     Returns the status it left, or None when it was not in a source state (a
     lost race or a finished execution): the caller decides if that matters.
@@ -194,7 +203,7 @@ def transition(
     previous = session.scalar(
         update(Execution)
         .where(Execution.id == old.c.id)
-        .values(status=target, updated_at=func.now(), **values)
+        .values(status=target, updated_at=func.now(), **(columns or {}))
         .returning(old.c.status)
         .execution_options(synchronize_session=False)
     )
@@ -206,9 +215,9 @@ def transition(
             LogEntry(
                 execution_id,
                 f"execution.{target.lower()}",
-                message,
-                level=level,
-                details={"from": previous, "to": str(target), **(details or {})},
+                note.message,
+                level=note.level,
+                details={"from": previous, "to": str(target), **note.details},
             )
         ],
     )

@@ -18,13 +18,23 @@ from app import metrics
 from app.dispatch import Dispatcher, NodeJob
 from app.domain.errors import ConflictError, ForbiddenError, NotFoundError
 from app.domain.retry import EXECUTION_RETRY
-from app.domain.states import EXECUTION_FINISHED, NODE_RERUNNABLE, NODE_UNFINISHED, ExecutionStatus, NodeStatus
+from app.domain.states import (
+    EXECUTION_FINISHED,
+    EXECUTION_RESUMABLE,
+    EXECUTION_RETRYABLE,
+    EXECUTION_STARTABLE,
+    NODE_RERUNNABLE,
+    NODE_UNFINISHED,
+    ExecutionStatus,
+    NodeStatus,
+)
 from app.models import DeadLetter, Workflow
 from app.repositories import audit, node_moves, node_reads
 from app.repositories import dead_letters as dead_letters_repo
 from app.repositories import executions as executions_repo
 from app.repositories import workflows as workflows_repo
 from app.repositories.audit import LogEntry
+from app.repositories.executions import Note
 from app.repositories.node_counts import Countdown
 from app.services import progress
 from app.services.admission import Admission
@@ -47,17 +57,13 @@ def start(
     with `input` as its input if given), then settle the root nodes like any other (a root
     may have a `when`); the jobs to enqueue after commit."""
     mode: dict[str, Any] = {} if dry_run is None else {"dry_run": dry_run}
-    if input is not None:
-        mode["input"] = input
+    columns = {**mode, **({"input": input} if input is not None else {})}
     moved = executions_repo.transition(
         session,
         execution_id,
         ExecutionStatus.RUNNING,
-        message="execution started" + (" (dry run)" if dry_run else ""),
-        details={} if dry_run is None else {"dry_run": dry_run},
-        started_at=func.now(),
-        deadline_at=deadline_from_now(workflow.timeout_seconds),
-        **mode,
+        Note("execution started" + (" (dry run)" if dry_run else ""), details={} if dry_run is None else mode),
+        {"started_at": func.now(), "deadline_at": deadline_from_now(workflow.timeout_seconds), **columns},
     )
     if moved is None:
         return []  # started or cancelled by someone else: their move, not ours
@@ -84,7 +90,7 @@ def conclude(session: Session, execution_id: uuid.UUID, countdown: Countdown) ->
     if countdown.failures:
         fail(session, execution_id, _failed_nodes_error(countdown.failures))
     elif executions_repo.complete(session, execution_id):
-        count_finished(session, ExecutionStatus.COMPLETED)
+        _count_in_metrics(session, ExecutionStatus.COMPLETED)
     return []
 
 
@@ -111,14 +117,12 @@ def fail(session: Session, execution_id: uuid.UUID, error: dict[str, Any]) -> No
         session,
         execution_id,
         ExecutionStatus.FAILED,
-        message=f"execution failed: {error['message']}",
-        level="error",
-        error=error,
-        finished_at=func.now(),
+        Note(f"execution failed: {error['message']}", level="error"),
+        {"error": error, "finished_at": func.now()},
     )
     if moved is None:
         return
-    count_finished(session, ExecutionStatus.FAILED)
+    _count_in_metrics(session, ExecutionStatus.FAILED)
     attempt, max_retries = executions_repo.attempts(session, execution_id)
     if attempt > max_retries:
         return
@@ -127,13 +131,15 @@ def fail(session: Session, execution_id: uuid.UUID, error: dict[str, Any]) -> No
         session,
         execution_id,
         ExecutionStatus.RETRYING,
-        message=f"automatic retry {attempt} of {max_retries} in {delay:.1f}s",
-        details={"retry_in_seconds": round(delay, 3), "retry": attempt, "max_retries": max_retries},
-        retry_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, delay),
+        Note(
+            f"automatic retry {attempt} of {max_retries} in {delay:.1f}s",
+            details={"retry_in_seconds": round(delay, 3), "retry": attempt, "max_retries": max_retries},
+        ),
+        {"retry_at": func.now() + func.make_interval(0, 0, 0, 0, 0, 0, delay)},
     )
 
 
-def count_finished(session: Session, status: ExecutionStatus) -> None:
+def _count_in_metrics(session: Session, status: ExecutionStatus) -> None:
     """Count an execution that ended, once its transaction commits."""
     metrics.after_commit(session, metrics.EXECUTIONS_FINISHED.labels(str(status)).inc)
 
@@ -170,12 +176,10 @@ def cancel(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) ->
             session,
             execution_id,
             ExecutionStatus.CANCELLED,
-            message="execution cancelled",
-            level="warning",
-            finished_at=func.now(),
-            retry_at=None,
+            Note("execution cancelled", level="warning"),
+            {"finished_at": func.now(), "retry_at": None},
         )
-        count_finished(session, ExecutionStatus.CANCELLED)
+        _count_in_metrics(session, ExecutionStatus.CANCELLED)
         stopped = _stop_nodes(session, execution_id, "execution cancelled")
     dispatcher.stop(stopped)
 
@@ -198,7 +202,7 @@ def retry(session: Session, dispatcher: Dispatcher, execution_id: uuid.UUID) -> 
     completed ones keep their outputs. Also starts a pending automatic retry now."""
     with session.begin():
         status = _lock(session, execution_id)
-        if status not in (ExecutionStatus.FAILED, ExecutionStatus.RETRYING):
+        if status not in EXECUTION_RETRYABLE:
             raise _conflict(execution_id, status, "retried")
         jobs = _resume(session, dispatcher, execution_id, None, "retry requested")
     dispatcher.enqueue(jobs)
@@ -225,7 +229,7 @@ def start_or_rerun(
     admission's limit, starting and rerunning are refused; leaving alone is still answered."""
     with session.begin():
         status = _lock(session, execution_id)
-        if admission is not None and status in (ExecutionStatus.PENDING, ExecutionStatus.FAILED):
+        if admission is not None and status in EXECUTION_STARTABLE:
             admission.check()
         if status == ExecutionStatus.PENDING:
             _, workflow = _with_workflow(session, execution_id)
@@ -291,7 +295,7 @@ def _resume(
     nothing left to wait for. The caller holds the execution lock."""
     execution, workflow = _with_workflow(session, execution_id)
     if execution.status == ExecutionStatus.FAILED:
-        executions_repo.transition(session, execution_id, ExecutionStatus.RETRYING, message=reason)
+        executions_repo.transition(session, execution_id, ExecutionStatus.RETRYING, Note(reason))
     to_reset = node_ids if node_ids is not None else node_reads.ids_with_status(session, execution_id, NODE_RERUNNABLE)
     reset = node_moves.reset(session, execution_id, workflow.id, to_reset, details={"reason": reason})
     # A node running again is no longer dead: its letters go (a new one comes if it fails again).
@@ -301,12 +305,14 @@ def _resume(
             session,
             execution_id,
             ExecutionStatus.RUNNING,
-            message=f"execution resumed: {reason} ({len(reset)} node(s) to run again)",
-            attempt=execution.attempt + 1,
-            error=None,
-            finished_at=None,
-            retry_at=None,
-            deadline_at=deadline_from_now(workflow.timeout_seconds),
+            Note(f"execution resumed: {reason} ({len(reset)} node(s) to run again)"),
+            {
+                "attempt": execution.attempt + 1,
+                "error": None,
+                "finished_at": None,
+                "retry_at": None,
+                "deadline_at": deadline_from_now(workflow.timeout_seconds),
+            },
         )
     jobs, countdown = progress.advance(session, dispatcher, execution_id, workflow.id, [], ready=reset)
     conclude(session, execution_id, countdown)
@@ -322,7 +328,7 @@ def retry_dead_letter(session: Session, dispatcher: Dispatcher, dead_letter_id: 
         if letter is None:
             raise NotFoundError(f"dead letter {dead_letter_id} not found")
         status = _lock(session, letter.execution_id)
-        if status not in (ExecutionStatus.FAILED, ExecutionStatus.RETRYING, ExecutionStatus.RUNNING):
+        if status not in EXECUTION_RESUMABLE:
             raise _conflict(letter.execution_id, status, "resumed")
         held_back = _held_back_by(session, letter, status)
         if not held_back:

@@ -1,4 +1,5 @@
-"""What handlers may use to reach the outside world, built once per worker process."""
+"""The clients handlers use to reach the outside world (HTTP, the LLM endpoint, the circuit
+breakers), built once per worker process."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from app.handlers.outbound import CircuitBreaker, OutboundPolicy
 
 
 @dataclass
-class HandlerServices:
+class HandlerClients:
     http: httpx.Client
     outbound: OutboundPolicy
     circuit: CircuitBreaker
@@ -26,7 +27,7 @@ class HandlerServices:
     simulated_latency: float = 1.0
 
     @classmethod
-    def from_settings(cls, settings: Settings, redis: Redis | None) -> HandlerServices:
+    def from_settings(cls, settings: Settings, redis: Redis | None) -> HandlerClients:
         """Clients as the settings say; Redis carries the circuit breakers' state."""
         return cls(
             # Redirects and connection targets are handled by outbound.request.
@@ -42,7 +43,7 @@ class HandlerServices:
 
 def simulated_wait(ctx: Any, low: float, high: float | None = None) -> None:
     """The latency of a peer's simulated handler (uniform in [low, high]), times
-    SIMULATED_LATENCY; none without services (unit tests)."""
-    scale = ctx.services.simulated_latency if ctx.services is not None else 0.0
+    SIMULATED_LATENCY; none without clients (unit tests)."""
+    scale = ctx.clients.simulated_latency if ctx.clients is not None else 0.0
     if scale > 0:
         time.sleep(random.uniform(low, high if high is not None else low) * scale)
