@@ -27,6 +27,7 @@ test: venv
 	@scripts/system-deps.sh test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 ## Every fault test (the short ones `make test` runs too, and the long ones) on a stack of
@@ -50,6 +51,7 @@ bench: venv
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format:
 	$(BIN)/ruff check --fix .

@@ -1,19 +1,28 @@
 """gunicorn settings for the API (used by `make run` and the Dockerfile)."""
 
+from __future__ import annotations
+
 import json
+from typing import TYPE_CHECKING
 
 from gunicorn import util
 from prometheus_client import multiprocess
 
 from app.api import problems
 
+if TYPE_CHECKING:
+    import socket
 
-def child_exit(server, worker):
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.workers.base import Worker
+
+
+def child_exit(server: Arbiter, worker: Worker) -> None:
     """A worker process exited: drop its live gauges from the shared metrics directory."""
     multiprocess.mark_process_dead(worker.pid)
 
 
-def _json_error(sock, status_int, reason, mesg):
+def _json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
     """gunicorn's own answers to what never reaches the app (a request line or headers
     over its limits: 414, 431; a malformed request: 400) as the API's problem details
     rather than gunicorn's HTML page. gunicorn has no hook for them: this replaces the

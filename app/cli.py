@@ -8,6 +8,7 @@ import threading
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from sqlalchemy.orm import Session
 
 from app import metrics, migrate
 from app.domain.errors import StepwiseError
@@ -53,7 +54,7 @@ def scheduler_command() -> None:
 keys_cli = AppGroup("keys", help="API keys: create (shown once), list, revoke.")
 
 
-def _sessions():  # type: ignore[no-untyped-def]
+def _sessions() -> Session:
     return current_app.extensions["stepwise"].sessions()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from typing import TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -33,9 +34,9 @@ class ContextFilter(logging.Filter):
         return True
 
 
-def configure(level: str = "INFO", stream: object = None) -> None:
+def configure(level: str = "INFO", stream: TextIO | None = None) -> None:
     """JSON lines on stdout for this process (API, worker or scheduler)."""
-    handler = logging.StreamHandler(stream or sys.stdout)  # type: ignore[arg-type]
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(
         JsonFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s %(execution_id)s %(node_id)s",

@@ -58,7 +58,7 @@ def create_app() -> Flask:
         try:
             with conn.cursor() as cur:
                 cur.execute("INSERT INTO bench_bare (body) VALUES (%s) RETURNING id", (Json(request.get_json()),))
-                (row_id,) = cur.fetchone()
+                (row_id,) = pg.one_row(cur)
             conn.commit()
         except Exception:
             conn.rollback()  # else the connection stays in a failed transaction for every later request

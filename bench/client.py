@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from psycopg2.extensions import connection as Connection
 
+from bench import pg
 from bench.stack import BenchError
 
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
@@ -97,13 +98,13 @@ class EngineClient:
                 "SELECT count(*) FROM executions WHERE workflow_id = %s AND status <> ALL(%s)",
                 (str(workflow_id), list(FINAL)),
             )
-            return int(cur.fetchone()[0])
+            return int(pg.one_row(cur)[0])
 
     def queued_nodes(self) -> int:
         """Nodes waiting for a worker, in every execution (what the API's admission counts)."""
         with self.db.cursor() as cur:
             cur.execute("SELECT count(*) FROM node_executions WHERE status = 'QUEUED'")
-            return int(cur.fetchone()[0])
+            return int(pg.one_row(cur)[0])
 
     def drain(self, workflow_id: uuid.UUID, timeout: float = 1800) -> None:
         """Wait until every execution of this workflow has ended."""

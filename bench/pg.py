@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg2
 from psycopg2.extensions import connection as Connection
+from psycopg2.extensions import cursor as Cursor
 from sqlalchemy.engine import make_url
 
 
@@ -17,3 +20,11 @@ def connect(database_url: str) -> Connection:
     conn = psycopg2.connect(libpq_url(database_url))
     conn.autocommit = True
     return conn
+
+
+def one_row(cur: Cursor) -> tuple[Any, ...]:
+    """The row a query that always returns one (an aggregate) returned."""
+    row = cur.fetchone()
+    if row is None:
+        raise RuntimeError(f"no row from {cur.query!r}")
+    return row

@@ -16,7 +16,7 @@ def _wait_counter(redis: Redis, key: str, target: int, timeout: float = 600) -> 
     deadline = time.monotonic() + timeout
     while int(redis.get(key) or 0) < target:
         if time.monotonic() > deadline:
-            raise BenchError(f"plain RQ run did not finish ({redis.get(key)}/{target})")
+            raise BenchError(f"plain RQ run did not finish ({redis.get(key)!r}/{target})")
         time.sleep(0.005)
     redis.delete(key)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from rq import Queue
 
-from bench import bare_app, load, plain_rq
+from bench import bare_app, load, pg, plain_rq
 from bench.client import EngineClient, chain_dag, fan_dag
 from bench.report import Report
 from bench.slow_server import SlowServer
@@ -227,7 +227,7 @@ class Bench:
                 " FROM executions WHERE workflow_id = %s",
                 (str(workflow),),
             )
-            count, p99, p50 = cur.fetchone()
+            count, p99, p50 = pg.one_row(cur)
         self.record(
             "backlog_p99",
             float(p99 or 0),

@@ -159,9 +159,9 @@ def settings(database_url: str, redis_url: str, fake_services: FakeServices) -> 
         circuit_cooldown_seconds=2.0,
         llm_base_url=fake_services.url("/v1"),
         llm_api_key="test-key",
-        # The peers' simulated handlers wait a third of the peers' time (still long enough
+        # The peers' simulated handlers wait a seventh of the peers' time (still long enough
         # for a cancel or a deadline to find them running).
-        simulated_latency=0.3,
+        simulated_latency=0.15,
         # Tests poll hard; the limits themselves are tested on an app of their own.
         rate_limit_reader="100000/minute",
         rate_limit_writer="100000/minute",

@@ -14,7 +14,8 @@ import threading
 import time
 import uuid
 from contextlib import suppress
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -22,7 +23,7 @@ from rq import Queue
 from rq.command import parse_payload
 from rq.exceptions import StopRequested
 from rq.timeouts import BaseDeathPenalty
-from rq.worker import SimpleWorker, Worker
+from rq.worker import BaseWorker, SimpleWorker, Worker
 from sqlalchemy import text
 
 from app import logs, metrics
@@ -92,13 +93,21 @@ REDIS_BACKOFF_SECONDS = (0.5, 10.0)  # the first wait for Redis, and the longest
 STEADY_SECONDS = 60.0  # RQ's loop ran this long: the next wait starts short again
 
 
-class _EngineMixin:
+# To mypy the mixin extends RQ's BaseWorker (which SimpleWorker and Worker both extend), so
+# its overrides and calls to super() are checked; at run time it stays a plain mixin.
+if TYPE_CHECKING:
+    _MixinBase = BaseWorker
+else:
+    _MixinBase = object
+
+
+class _EngineMixin(_MixinBase):
     tracks_current = False
     _asked_to_stop = False
 
-    def work(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        engine = tasks.engine(self.name)  # type: ignore[attr-defined]
-        heartbeat = Heartbeat(engine, self.name, self.tracks_current)  # type: ignore[attr-defined]
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        engine = tasks.engine(self.name)
+        heartbeat = Heartbeat(engine, self.name, self.tracks_current)
         heartbeat.beat()
         heartbeat.start()
         try:
@@ -121,7 +130,7 @@ class _EngineMixin:
         while True:
             started = time.monotonic()
             try:
-                worked = super().work(*args, **kwargs) or worked  # type: ignore[misc]
+                worked = super().work(*args, **kwargs) or worked
             except RedisError as err:  # registering its birth with Redis away
                 log.warning("worker: Redis is unreachable (%s)", type(err).__name__)
             except StopRequested:
@@ -149,44 +158,45 @@ class _EngineMixin:
             if self._asked_to_stop:
                 return wait
             try:
-                self.connection.ping()  # type: ignore[attr-defined]
-                self.register_death()  # type: ignore[attr-defined]
+                self.connection.ping()
+                self.register_death()
                 return wait
             except RedisError as err:
                 log.warning("worker: Redis is unreachable (%s); trying again in %.1f s", type(err).__name__, wait)
 
-    def request_stop(self, signum, frame):  # type: ignore[no-untyped-def]
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
         """SIGTERM/SIGINT: remembered here, since RQ only remembers it while a job runs."""
         self._asked_to_stop = True
-        return super().request_stop(signum, frame)  # type: ignore[misc]
+        return super().request_stop(signum, frame)
 
     def set_shutdown_requested_date(self) -> None:
         # Called from the signal handler, inside whatever runs: with Redis away, it must
         # not raise there (into a node's handler).
         with suppress(RedisError):
-            super().set_shutdown_requested_date()  # type: ignore[misc]
+            super().set_shutdown_requested_date()
 
     def teardown(self) -> None:
         """RQ's, tolerating a Redis that is away: then the registration expires on its own
         and the pubsub thread is stopped without a word to Redis."""
         try:
-            super().teardown()  # type: ignore[misc]
+            super().teardown()
         except RedisError:
             log.warning("worker: could not unregister from Redis; its registration will expire")
             thread = getattr(self, "pubsub_thread", None)
             if thread is not None:
                 thread.stop()
                 thread.join(timeout=1)
-            with suppress(Exception):
-                self.pubsub.close()  # type: ignore[attr-defined]
+            if self.pubsub is not None:
+                with suppress(Exception):
+                    self.pubsub.close()
 
-    def handle_payload(self, message):  # type: ignore[no-untyped-def]
+    def handle_payload(self, message: dict[str, Any]) -> None:
         """RQ's commands, and ours: stop these nodes (a cancel)."""
         payload = parse_payload(message)
         if payload.get("command") == STOP_NODES:
             self.stop_nodes([uuid.UUID(n) for n in payload.get("nodes", [])])
         else:
-            super().handle_payload(message)  # type: ignore[misc]
+            super().handle_payload(message)
 
     def stop_nodes(self, node_ids: list[uuid.UUID]) -> None:
         raise NotImplementedError
@@ -198,7 +208,7 @@ class StepwiseSimpleWorker(_EngineMixin, SimpleWorker):
     tracks_current = True
     death_penalty_class = _NoJobTimeout
 
-    def work(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def work(self, *args: Any, **kwargs: Any) -> bool:
         # Here, not in main(): however the worker is started, a stop command's signal must
         # interrupt a handler, not kill the process.
         signal.signal(STOP_SIGNAL, tasks.engine(self.name).raise_if_in_handler)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import current_app, g, request
-from flask_smorest import abort
+from webargs.flaskparser import abort
 
 from app.domain.roles import Role, allows
 from app.services.api_keys import Identity

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, request
 from flask_limiter import Limiter
-from flask_smorest import abort
+from webargs.flaskparser import abort
 
 from app.domain.roles import Role
 from app.domain.storable import BAD_TEXT

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from flask_smorest import abort
+from webargs.flaskparser import abort
 
 MEDIA_TYPE = "application/problem+json"
 BASE = "/problems/"

@@ -45,7 +45,9 @@ def _error(description: str) -> dict[str, Any]:
 class CommonErrors(BasePlugin):
     """Adds the errors every operation can return to each one that does not list them."""
 
-    def operation_helper(self, path: str | None = None, operations: dict | None = None, **kwargs: Any) -> None:
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         for method, operation in (operations or {}).items():
             responses = operation.setdefault("responses", {})
             extra = dict(_ALWAYS)

@@ -194,9 +194,9 @@ def _unpaired(text: str) -> str | None:
     depth, position = 0, 0  # depth: the literal text's `{` not closed yet
     for slot in [*_SLOT.finditer(source), None]:
         end = len(source) if slot is None else slot.start()
-        opening = source.find("{{", position, end)
-        if opening >= 0:  # no `}}` follows it, or _SLOT would have matched from there
-            return f"{_quoted(source, opening)} is not closed: `{{{{` needs a `}}}}`"
+        unclosed = source.find("{{", position, end)
+        if unclosed >= 0:  # no `}}` follows it, or _SLOT would have matched from there
+            return f"{_quoted(source, unclosed)} is not closed: `{{{{` needs a `}}}}`"
         for brace in _BRACES.finditer(source, position, end):
             if brace[0] == "{":
                 depth += 1

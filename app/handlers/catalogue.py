@@ -10,13 +10,15 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 
 from app.handlers.registry import Handler, registry
 
-# Nested schemas inline (no $ref to components), so each config schema stands alone.
-_PLUGIN = MarshmallowPlugin(schema_name_resolver=lambda schema: None)
-APISpec("handlers", "1", "3.0.3", plugins=[_PLUGIN])
+# Nested schemas inline (no $ref to components), so each config schema stands alone. apispec
+# documents a resolver's None as "inline this one", but types the resolver as returning str.
+_PLUGIN = MarshmallowPlugin(schema_name_resolver=lambda schema: None)  # type: ignore[arg-type,return-value]
+APISpec("handlers", "1", "3.0.3", plugins=[_PLUGIN])  # sets _PLUGIN.converter
 
 
 def json_schema(schema: type[ma.Schema]) -> dict[str, Any]:
     """A handler's config schema as JSON Schema."""
+    assert _PLUGIN.converter is not None  # set by APISpec(...) above
     converted = _PLUGIN.converter.schema2jsonschema(schema())
     unknown = getattr(schema.Meta, "unknown", ma.RAISE) if hasattr(schema, "Meta") else ma.RAISE
     converted["additionalProperties"] = unknown == ma.INCLUDE

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jmespath
@@ -17,7 +17,10 @@ TRANSFORM_TYPES = ("pick", "omit", "rename", "set", "query")
 
 class TransformStep(ma.Schema):
     type = ma.fields.String(required=True, validate=ma.validate.OneOf(TRANSFORM_TYPES))
-    fields = ma.fields.List(ma.fields.String(), load_default=None, metadata={"description": "pick, omit"})
+    # fields_, loaded from and shown as `fields`: Schema.fields is marshmallow's own (as from_ for `from`).
+    fields_ = ma.fields.List(
+        ma.fields.String(), data_key="fields", load_default=None, metadata={"description": "pick, omit"}
+    )
     from_ = ma.fields.String(data_key="from", load_default=None, metadata={"description": "rename"})
     to = ma.fields.String(load_default=None, metadata={"description": "rename"})
     key = ma.fields.String(load_default=None, metadata={"description": "set"})
@@ -28,8 +31,8 @@ class TransformStep(ma.Schema):
     @ma.validates_schema
     def needs(self, data: dict[str, Any], **_: Any) -> None:
         required = {
-            "pick": ["fields"],
-            "omit": ["fields"],
+            "pick": ["fields_"],
+            "omit": ["fields_"],
             "rename": ["from_", "to"],
             "set": ["key"],
             "query": ["expression"],
@@ -63,9 +66,9 @@ def data_transform(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
             continue
         document = _object(document, i)
         if kind == "pick":
-            document = {k: v for k, v in document.items() if k in step["fields"]}
+            document = {k: v for k, v in document.items() if k in step["fields_"]}
         elif kind == "omit":
-            document = {k: v for k, v in document.items() if k not in step["fields"]}
+            document = {k: v for k, v in document.items() if k not in step["fields_"]}
         elif kind == "rename":
             if step["from_"] in document:
                 document[step["to"]] = document.pop(step["from_"])
@@ -153,5 +156,11 @@ def aggregate(config: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
         if kind == "sum":
             return {"result": 0}
         raise HandlerError(f"node {ctx.node_id!r}: {kind} of nothing", category="validation")
-    result = {"sum": sum, "min": min, "max": max, "avg": lambda n: sum(n) / len(n)}[kind](numbers)
+    reducers: dict[str, Callable[[Sequence[float]], float]] = {
+        "sum": sum,
+        "min": min,
+        "max": max,
+        "avg": lambda n: sum(n) / len(n),
+    }
+    result = reducers[kind](numbers)
     return {"result": result}

@@ -94,7 +94,7 @@ def resolve(host: str, port: int, policy: OutboundPolicy, trusted: bool = False)
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as err:
         raise HandlerError(f"cannot resolve {host!r}: {err}", retryable=True, category="connection") from err
-    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     if not trusted:
         for address in addresses:
             if not policy.admits(host, address):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -436,7 +436,7 @@ _CHILD_COLUMNS = """ne.id, ne.node_id, ne.status, cardinality(wn.dependencies) A
                     wn.condition"""
 
 
-def children(rows: Sequence[Any]) -> list[ChildState]:
+def children(rows: Iterable[Any]) -> list[ChildState]:
     """ChildStates from rows with the columns of _CHILD_COLUMNS, by name."""
     return [
         ChildState(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy import Select, func, literal, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 T = TypeVar("T")
@@ -40,7 +40,7 @@ def newest_first(
     """A page of `query`'s rows, newest first, after `after`; `key_of` gives a row's key."""
     total = session.scalar(select(func.count()).select_from(query.subquery())) if count else None
     if after is not None:
-        query = query.where(tuple_(created_at, row_id) < tuple_(*after))
+        query = query.where(tuple_(created_at, row_id) < tuple_(literal(after[0]), literal(after[1])))
     ordered = query.order_by(created_at.desc(), row_id.desc()).limit(limit + 1)
     rows = list(session.scalars(ordered) if scalars else session.execute(ordered))
     more = len(rows) > limit

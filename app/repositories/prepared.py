@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import namedtuple
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg2
@@ -66,7 +66,7 @@ class Prepared:
         types = ", ".join(pg_type for _, pg_type in parameters)
         self._prepare = f"PREPARE {self.name} ({types}) AS {positional}"
         self._execute = f"EXECUTE {self.name} ({', '.join(['%s'] * len(self.parameters))})"
-        self._row: type | None = None
+        self._row: Callable[[Iterable[Any]], tuple[Any, ...]] | None = None  # a namedtuple's _make
 
     def execute(self, session: Session, values: Mapping[str, Any]) -> Rows:
         """Run it in the session's transaction with these values (one per parameter).
@@ -84,11 +84,16 @@ class Prepared:
             if cursor.description is None:
                 return Rows([])
             if self._row is None:
-                self._row = namedtuple("Row", [column.name for column in cursor.description])  # type: ignore[misc]
+                # column[0] is the name (PEP 249). Names known only at run time: typeshed's
+                # namedtuple() then returns a plain tuple type, without _make.
+                names = [column[0] for column in cursor.description]
+                self._row = namedtuple("Row", names)._make  # type: ignore[attr-defined]
             row = self._row
-            return Rows([row._make(found) for found in cursor.fetchall()])
+            return Rows([row(found) for found in cursor.fetchall()])
         except psycopg2.Error as err:
-            broken = bound.dialect.is_disconnect(err, connection.dbapi_connection, cursor)
+            # SQLAlchemy types the error as its DBAPIModule protocol's own Error class, which no
+            # driver's exception is: its own calls pass the driver's, as here.
+            broken = bound.dialect.is_disconnect(err, connection.dbapi_connection, cursor)  # type: ignore[arg-type]
             if broken:
                 # PostgreSQL went away: so did the pool's other connections. A fresh pool,
                 # as SQLAlchemy does on a disconnect it sees itself.

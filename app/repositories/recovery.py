@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, Uuid, bindparam, func, select, text, tuple_
+from sqlalchemy import DateTime, Integer, String, Uuid, bindparam, func, literal, select, text, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -65,7 +65,10 @@ def queued_between(
 ) -> list[WaitingNode]:
     """QUEUED nodes after the keyset `after` (queued_at, id), queued more than
     `older_than_seconds` ago when given; in keyset order."""
-    conditions = [NE.status == NodeStatus.QUEUED, tuple_(NE.queued_at, NE.id) > tuple_(after[0], after[1])]
+    conditions = [
+        NE.status == NodeStatus.QUEUED,
+        tuple_(NE.queued_at, NE.id) > tuple_(literal(after[0]), literal(after[1])),
+    ]
     if older_than_seconds is not None:
         conditions.append(NE.queued_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds))
     return _waiting(session, *conditions, order=(NE.queued_at, NE.id), limit=limit)

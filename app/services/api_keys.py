@@ -89,7 +89,7 @@ class KeyCache:
     def __init__(self, redis: Redis, ttl: float = 60.0, touch_every: float = 60.0) -> None:
         self.redis, self.ttl, self.touch_every = redis, ttl, touch_every
         self._entries: dict[str, _Cached] = {}
-        self._generation: bytes | None = None
+        self._generation: bytes | str | None = None
         self._lock = threading.Lock()
 
     def authenticate(self, session: Session, key: str) -> Identity | None:
@@ -113,7 +113,7 @@ class KeyCache:
                 self._entries[digest] = _Cached(identity, now + self.ttl, now)
         return identity
 
-    def _current(self) -> bytes | object | None:
+    def _current(self) -> bytes | str | object | None:
         """Read the revocation counter, emptying the cache if it moved; _UNTRUSTED when
         Redis cannot say."""
         try:

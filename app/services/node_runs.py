@@ -181,8 +181,7 @@ class Recording:
         retries, failures = _sort_failures([o for o in outcomes if o.failure is not None])
         retried = node_moves.record_results(session, execution_id, NodeStatus.UP_FOR_RETRY, retries)
         for m in retried:
-            handler = by_id[m.id].node.handler
-            metrics.after_commit(session, lambda handler=handler: metrics.NODE_RETRIES.labels(handler).inc())
+            _count_retry(session, by_id[m.id].node.handler)
         failed = node_moves.record_results(session, execution_id, NodeStatus.FAILED, failures)
         for m in failed:
             _dead_letter(session, by_id[m.id])
@@ -274,6 +273,10 @@ def _record_handler_logs(session: Session, outcomes: Sequence[Outcome]) -> None:
             for line in o.logs
         ],
     )
+
+
+def _count_retry(session: Session, handler: str) -> None:
+    metrics.after_commit(session, lambda: metrics.NODE_RETRIES.labels(handler).inc())
 
 
 def _dead_letter(session: Session, outcome: Outcome) -> None:

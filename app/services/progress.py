@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -259,7 +259,7 @@ def _upstream_error(parent: str | None) -> dict[str, Any]:
     }
 
 
-def readable_outputs(session: Session, execution_id: uuid.UUID, node_ids: set[str]) -> dict[str, Any]:
+def readable_outputs(session: Session, execution_id: uuid.UUID, node_ids: Collection[str]) -> dict[str, Any]:
     """The named nodes' outputs as templates and guards read them: with their handlers'
     output aliases (an HTTP node's `data` for its `body`, say)."""
     found = node_reads.outputs_by_handler(session, execution_id, node_ids)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.domain import dag
+from app.domain import dag, templates
 from app.domain.errors import ConflictError, InvalidWorkflowError, NotFoundError, Problem
 from app.domain.states import WorkflowStatus
 from app.handlers import registry
@@ -164,7 +164,7 @@ def add_step(session: Session, workflow_id: uuid.UUID, step: dag.NodeSpec, limit
         existing = workflows_repo.existing_node_ids(session, workflow_id, [step.node_id, *step.dependencies])
         problems = dag.new_node_problems(step, existing, node_count, edge_count, registry.names(), limits)
         problems.extend(registry.config_problems(step.node_id, step.handler, step.config))
-        if not problems and (step.when or step.branch is not None or any(dag.templates.walk(step.config))):
+        if not problems and (step.when or step.branch is not None or any(templates.walk(step.config))):
             # Templates and guards may read any ancestor: only they need the whole draft.
             specs = [_spec(n) for n in workflows_repo.nodes_of(session, workflow_id)]
             problems.extend(dag.template_problems([*specs, step], only=step.node_id))

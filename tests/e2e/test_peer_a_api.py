@@ -188,7 +188,7 @@ def test_a_failure_fails_fast_with_a_dead_letter_in_peer_a_s_shape_whose_retry_r
 def test_a_sub_second_deadline_fails_the_execution_and_marks_its_unfinished_nodes_failed(peer: FlaskClient) -> None:
     execution_id = run(peer, [{"id": "slow", "handler": "call_external_service"}, {"id": "then", "handler": "echo",
                                                                                     "dependencies": ["slow"]}],
-                       timeout_seconds=0.1)  # fmt: skip
+                       timeout_seconds=0.05)  # fmt: skip
     done = settle(peer, execution_id, timeout=15)
     assert done["status"] == "FAILED" and done["node_statuses"] == {"slow": "FAILED", "then": "FAILED"}
     assert outputs(peer, execution_id) == {}  # the call that finished after the deadline does not count

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -17,7 +16,7 @@ from redis import Redis
 
 from app import create_app
 from app.config import Settings
-from tests.e2e.conftest import runs, unique
+from tests.e2e.conftest import unique
 from tests.support import WorkerPool, wait_for
 
 
@@ -49,40 +48,6 @@ def define_on(client: FlaskClient, nodes: list[dict[str, Any]]) -> dict[str, Any
 
 def events(client: FlaskClient, execution_id: str) -> list[dict[str, Any]]:
     return client.get(f"/api/v1/executions/{execution_id}/logs", query_string={"limit": 1000}).json["items"]
-
-
-def test_kill_9_of_a_worker_mid_node_and_the_execution_still_completes(
-    side_queue: SideQueue,
-    client: FlaskClient,
-    settings: Settings,
-    wait_node: Callable[..., dict[str, Any]],
-    finish: Callable[..., dict[str, Any]],
-) -> None:
-    victim = side_queue.start_worker()
-    workflow = define_on(
-        side_queue.client,
-        [
-            {"id": "work", "handler": "sleep", "config": {"seconds": 2}},
-            {"id": "after", "handler": "count", "dependencies": ["work"]},
-        ],
-    )
-    execution = side_queue.client.post("/api/v1/executions", json={"workflow_id": workflow["id"]}).json
-    wait_node(execution["id"], "work", "RUNNING")
-    # RUNNING is set when the worker claims the node; kill it only once the handler is inside.
-    wait_for(lambda: runs(settings.redis_url, execution["id"], "work"), timeout=10, interval=0.01)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait(5)
-    # The scheduler notices the silent worker, fails the attempt as retryable, and
-    # the retry runs on the shared workers.
-    detail = finish(execution["id"], timeout=30)
-    assert detail["status"] == "COMPLETED"
-    work = next(n for n in detail["nodes"] if n["node_id"] == "work")
-    assert work["attempt"] == 2
-    lost = [e for e in events(client, execution["id"]) if e["event"] == "node.up_for_retry"]
-    assert [e["details"]["error"]["category"] for e in lost] == ["worker_lost"]
-    starts = [attempt for what, attempt, _ in runs(settings.redis_url, execution["id"], "work") if what == "start"]
-    assert starts == [1, 2]  # the handler ran again only because its worker died
-    assert len(runs(settings.redis_url, execution["id"], "after")) == 1
 
 
 def test_flushall_mid_run_and_the_execution_still_completes(

@@ -1,6 +1,7 @@
 """The longer faults, for `make chaos` (docs/RELIABILITY.md has a run's figures): Redis
-flushed, PostgreSQL restarted with `-m fast` and stopped for 10 s, while HTTP nodes run
-and clients call the API. (`make chaos` runs test_faults.py's too.)"""
+flushed, PostgreSQL crashed (`-m immediate`), restarted with `-m fast` and stopped for
+10 s, while HTTP nodes run and clients call the API. (`make chaos` runs the short fault
+tests, test_worker_killed.py and test_redis_and_edge.py, too.)"""
 
 from __future__ import annotations
 
@@ -36,3 +37,11 @@ def test_postgresql_stopped_for_10_s_while_effects_are_in_flight(stack: Stack) -
     assert_recovered(stack, run, callers)
     assert callers.statuses[503] > 0  # the clients were told, not left hanging or given a 500
     report("PostgreSQL stopped 10 s", stack, run, callers, recovered)
+
+
+def test_postgresql_crashed_and_restarted_while_effects_are_in_flight(stack: Stack) -> None:
+    # `pg_ctl restart -m immediate`: a crash, then recovery. What a worker finished while
+    # PostgreSQL was away is recorded once it is back, not failed as worker_lost and sent again.
+    run, callers, recovered = through(stack, lambda: stack.postgres.restart("immediate"))
+    assert_recovered(stack, run, callers)
+    report("PostgreSQL restart -m immediate", stack, run, callers, recovered)

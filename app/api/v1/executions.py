@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import abort
+from webargs.flaskparser import abort
 
 from app import correlation
 from app.api import db, limits, runtime

@@ -166,7 +166,7 @@ class WorkflowNodeSchema(ma.Schema):
     step_order = fields.Integer(allow_none=True)
 
 
-class StoredNodes(fields.List):
+class StoredNodes(fields.List[dict[str, Any]]):
     """A workflow's nodes, documented as a list of WorkflowNodeSchema and dumped by reading
     the stored values straight into its keys: they are JSON already, and a workflow may have
     ten thousand nodes (marshmallow spent a tenth of a second per such response on them)."""
@@ -224,7 +224,10 @@ class Cursor(fields.String):
     """Where a page of a list starts: the opaque `next_cursor` of the page before (a row's
     creation time and id, newest first)."""
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple[datetime, uuid.UUID]:
+    # A string on the wire, a key once loaded: marshmallow types String as loading a str.
+    def _deserialize(  # type: ignore[override]
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> tuple[datetime, uuid.UUID]:
         text = super()._deserialize(value, attr, data, **kwargs)
         try:
             when, _, row_id = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode().partition("|")
